@@ -1,0 +1,29 @@
+"""Graph passes (package ``tensoropt.passes``) and the pipeline that runs them.
+
+Importing this package registers every pass in :data:`PASSES`.
+"""
+
+from .pipeline import (
+    PASSES,
+    Pass,
+    PassReport,
+    format_pipeline,
+    parse_pipeline,
+    pass_options,
+    register_pass,
+    run_pipeline,
+    verify_enabled,
+)
+from . import dce, fold_constants, cse, fuse  # noqa: F401  (registers the passes)
+
+__all__ = [
+    "PASSES",
+    "Pass",
+    "PassReport",
+    "format_pipeline",
+    "parse_pipeline",
+    "pass_options",
+    "register_pass",
+    "run_pipeline",
+    "verify_enabled",
+]

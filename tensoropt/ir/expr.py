@@ -67,7 +67,8 @@ class Expr:
             return True
         if type(self) is not type(other) or hash(self) != hash(other):
             return False
-        return self._key() == other._key()  # type: ignore[attr-defined]
+        assert isinstance(other, Expr)
+        return self._key() == other._key()
 
     def __ne__(self, other: object) -> bool:
         return not self == other

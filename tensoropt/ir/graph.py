@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Iterator, Mapping, Union
+from typing import Any, Iterable, Iterator, Mapping, Union
 
 import numpy as np
 
@@ -37,17 +37,27 @@ class Value:
     type: TensorType
 
 
+def _nan_safe(v: object) -> object:
+    """Comparison key of an attribute value: typed (``1``, ``1.0`` and ``True``
+    differ, as they print differently) and with NaN equal to itself."""
+    if isinstance(v, tuple):
+        return tuple(_nan_safe(x) for x in v)
+    if isinstance(v, float) and v != v:
+        return ("float", "nan")
+    return (type(v).__name__, v)
+
+
 class Attrs(Mapping[str, AttrValue]):
     """An immutable, hashable attribute mapping with keys kept sorted.
 
     Lists become tuples so that every value is hashable.
     """
 
-    __slots__ = ("_items", "_hash")
+    __slots__ = ("_items", "_key", "_hash")
 
     def __init__(self, items: Mapping[str, object] | Iterable[tuple[str, object]] = ()) -> None:
         pairs = items.items() if isinstance(items, Mapping) else items
-        norm = []
+        norm: list[tuple[str, AttrValue]] = []
         for k, v in pairs:
             if isinstance(v, list):
                 v = tuple(v)
@@ -55,9 +65,10 @@ class Attrs(Mapping[str, AttrValue]):
                 v = v.item()
             if isinstance(v, tuple):
                 v = tuple(x.item() if isinstance(x, np.generic) else x for x in v)
-            norm.append((k, v))
+            norm.append((k, v))  # type: ignore[arg-type]  # values checked by the op's AttrSpec
         self._items: tuple[tuple[str, AttrValue], ...] = tuple(sorted(norm, key=lambda kv: kv[0]))
-        self._hash = hash(self._items)
+        self._key = tuple((k, _nan_safe(v)) for k, v in self._items)
+        self._hash = hash(self._key)
 
     def __getitem__(self, key: str) -> AttrValue:
         for k, v in self._items:
@@ -76,7 +87,7 @@ class Attrs(Mapping[str, AttrValue]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Attrs):
-            return self._items == other._items
+            return self._key == other._key
         if isinstance(other, Mapping):
             return dict(self._items) == dict(other)
         return NotImplemented
@@ -226,7 +237,7 @@ class Graph:
         """Structural equality *and* equal weight contents."""
         return self == other and self.weights.digest() == other.weights.digest()
 
-    def to_networkx(self):  # -> networkx.DiGraph (import kept lazy: start-up time)
+    def to_networkx(self) -> Any:  # networkx.DiGraph; the import is lazy for start-up time
         """Dataflow DiGraph: tensor and node vertices, ``('t', name)`` / ``('n', index)``."""
         import networkx as nx
 

@@ -100,7 +100,11 @@ class TensorType:
         """Element count, or None when the shape is symbolic."""
         if not self.is_static:
             return None
-        return int(np.prod(self.shape, dtype=np.int64))
+        n = 1
+        for d in self.shape:
+            assert isinstance(d, int)
+            n *= d
+        return n
 
     def __str__(self) -> str:
         return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"

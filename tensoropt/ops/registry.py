@@ -91,12 +91,41 @@ class OpRules:
         out: dict[str, object] = {}
         for s in self.attrs:
             if s.name in attrs:
+                check_attr_kind(self.name, s, attrs[s.name])
                 out[s.name] = attrs[s.name]
             elif s.default is REQUIRED:
                 raise ShapeError(f"{self.name} needs attribute {s.name!r} ({s.kind})")
             else:
                 out[s.name] = s.default
         return Attrs(out)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: kind -> does a value have it. ``bool`` also takes 0/1 (ONNX writes flags as
+#: ints); ``float`` takes ints (the text format writes ``1`` for ``1.0``).
+_KIND_CHECKS: dict[str, Callable[[object], bool]] = {
+    "int": _is_int,
+    "float": _is_num,
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool) or v in (0, 1),
+    "ints": lambda v: isinstance(v, tuple) and all(_is_int(x) for x in v),
+    "floats": lambda v: isinstance(v, tuple) and all(_is_num(x) for x in v),
+}
+
+
+def check_attr_kind(op: str, spec: AttrSpec, value: object) -> None:
+    """ShapeError when ``value`` does not have ``spec.kind`` (lists arrive as tuples)."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if not _KIND_CHECKS[spec.kind](value):
+        raise ShapeError(f"attribute {spec.name}={value!r} of {op} must be {spec.kind}")
 
 
 REGISTRY: dict[str, OpRules] = {}

@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install when the dependency list changes.
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow typecheck clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch==2.13.0 resolves to the CPU wheel on this machine's find-links; see README.
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tensoropt demo
+
+test: $(STAMP)
+	TENSOROPT_VERIFY=1 $(BIN)/python -m pytest
+	$(BIN)/python -m mypy tensoropt/ir
+
+test-slow: $(STAMP)
+	TENSOROPT_VERIFY=1 $(BIN)/python -m pytest -m slow
+
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy tensoropt/ir
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis

@@ -1,0 +1,79 @@
+"""Constant folding: evaluate nodes whose inputs are all constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from tensoropt.errors import TensoroptError
+from tensoropt.ir.graph import Graph, Node, Value
+
+from .pipeline import Pass, register_pass
+
+
+def _fold_node(node: Node, weights: dict[str, np.ndarray], max_bytes: int) -> dict[str, np.ndarray] | None:
+    """The output arrays of ``node`` if it can be folded, else None."""
+    if not all(i in weights for i in node.inputs):
+        return None
+    if not all(v.type.is_static for v in node.outputs):
+        return None
+    size = sum((v.type.numel() or 0) * v.type.np_dtype.itemsize for v in node.outputs)
+    if size > max_bytes:
+        return None
+    from tensoropt.interp import evaluate_node
+
+    # The interpreter is the oracle: one code path for registry ops and expr
+    # nodes alike, outputs cast to the declared dtypes.
+    try:
+        outs = evaluate_node(node, [weights[i] for i in node.inputs])
+    except TensoroptError:
+        return None  # leave it to fail (with its message) when the graph runs
+    return {v.name: o for v, o in zip(node.outputs, outs)}
+
+
+@register_pass
+@dataclass(frozen=True)
+class FoldConstants(Pass):
+    """Replace nodes whose inputs are all constants by constants holding their values.
+
+    Guarantees: a folded node's outputs keep their names and types and become
+    constants with weights computed by the reference interpreter; folding runs
+    in graph order, so whole constant subgraphs collapse. Constants that only
+    fed folded nodes are dropped (pre-existing unused constants are left for
+    ``dce``). Nodes with symbolic output shapes, or whose outputs would exceed
+    ``max_bytes``, are kept. Graphs without weight arrays (parsed without an
+    ``.npz``) are returned unchanged.
+    """
+
+    name: ClassVar[str] = "fold-constants"
+    max_bytes: int = 1 << 22
+
+    def apply(self, graph: Graph) -> Graph:
+        if graph.constants and len(graph.weights) == 0:
+            return graph  # no arrays to fold with
+        weights: dict[str, np.ndarray] = dict(graph.weights)
+        new_consts: list[Value] = []
+        nodes: list[Node] = []
+        folded_inputs: set[str] = set()
+        for node in graph.nodes:
+            arrays = _fold_node(node, weights, self.max_bytes)
+            if arrays is None:
+                nodes.append(node)
+                continue
+            weights.update(arrays)
+            new_consts.extend(node.outputs)
+            folded_inputs.update(node.inputs)
+        if not new_consts:
+            return graph
+        still_read = {i for n in nodes for i in n.inputs} | set(graph.outputs)
+        # Old constants go only when folding consumed their last use; new ones
+        # (a folded chain's intermediates included) stay only while read.
+        consts = tuple(c for c in graph.constants if c.name in still_read or c.name not in folded_inputs)
+        consts += tuple(c for c in new_consts if c.name in still_read)
+        return graph.replace(
+            nodes=tuple(nodes),
+            constants=consts,
+            weights={c.name: weights[c.name] for c in consts},
+        )

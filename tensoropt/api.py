@@ -1,0 +1,206 @@
+"""The Python API: load, verify, optimize, evaluate and save graphs.
+
+This module sits above ``ir``, ``ops``, ``interp`` and ``passes`` (see the
+import order in DESIGN.md); the CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import EvalError, InputFileError
+from .ir.graph import Graph
+from .ir.types import TensorType
+
+#: file suffixes the loader understands. Frontends (ONNX, PyTorch) add theirs.
+TEXT_SUFFIXES = (".top",)
+
+
+def load(path: str | os.PathLike[str]) -> Graph:
+    """Load a graph from a file; the suffix picks the reader.
+
+    ``.top`` is the text IR (weights in the ``.npz`` beside it).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputFileError(f"{p}: is a directory, expected a model file")
+    if p.suffix in TEXT_SUFFIXES:
+        from .ir.io import load_graph
+
+        return load_graph(p)
+    known = ", ".join(TEXT_SUFFIXES)
+    raise InputFileError(f"{p}: unknown file type {p.suffix or '(no suffix)'!r}; tensoropt reads {known}")
+
+
+def save(graph: Graph, path: str | os.PathLike[str]) -> None:
+    """Write ``graph`` as text IR (+ ``.npz`` weights), atomically."""
+    from .ir.io import save_graph
+
+    p = Path(path)
+    if p.suffix not in TEXT_SUFFIXES:
+        raise InputFileError(f"{p}: output must end in {', '.join(TEXT_SUFFIXES)}")
+    save_graph(graph, p)
+
+
+def verify(graph: Graph) -> None:
+    """Check every IR invariant, op rules included; raises VerifyError."""
+    from .ir.verify import verify as _verify
+    from .ops import REGISTRY
+
+    _verify(graph, REGISTRY)
+
+
+def optimize(graph: Graph, pipeline: str, *, verify: bool | None = None,
+             on_pass: Callable[..., None] | None = None) -> tuple[Graph, list]:
+    """Run a text pipeline (``"dce,cse"``); returns the graph and per-pass reports."""
+    from .passes.pipeline import parse_pipeline, run_pipeline
+
+    return run_pipeline(graph, parse_pipeline(pipeline), verify=verify, on_pass=on_pass)
+
+
+def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray], *, dtype: str | None = None) -> dict[str, np.ndarray]:
+    """Run ``graph`` with the reference interpreter."""
+    from .interp import run_graph
+
+    return run_graph(graph, inputs, dtype=dtype)
+
+
+def symbols_of(graph: Graph) -> list[str]:
+    """Symbolic dims of the graph inputs, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for v in graph.inputs:
+        for d in v.type.shape:
+            if isinstance(d, str):
+                seen.setdefault(d, None)
+    return list(seen)
+
+
+def random_inputs(graph: Graph, *, seed: int = 0, bindings: Mapping[str, int] | None = None,
+                  default_dim: int = 4) -> dict[str, np.ndarray]:
+    """Seeded random inputs for every graph input.
+
+    Floats are standard normal; integers are in ``[0, 2)`` so that they are
+    valid indices for gather/embedding on any non-empty axis; bools are fair
+    coins. Unbound symbolic dims take ``default_dim``.
+    """
+    rng = np.random.default_rng(seed)
+    binds = {s: default_dim for s in symbols_of(graph)}
+    binds.update(bindings or {})
+    out = {}
+    for v in graph.inputs:
+        out[v.name] = _random_array(v.type, binds, rng)
+    return out
+
+
+def _random_array(t: TensorType, binds: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
+    shape = t.concrete(dict(binds))
+    if t.dtype in ("f16", "f32", "f64"):
+        return rng.standard_normal(shape).astype(t.np_dtype)
+    if t.dtype == "bool":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(0, 2, shape).astype(t.np_dtype)
+
+
+def read_inputs(path: str | os.PathLike[str], graph: Graph) -> dict[str, np.ndarray]:
+    """Read graph inputs from an ``.npz`` (keys are input names, no ``%``)."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise InputFileError(f"{p}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise InputFileError(f"{p}: not a readable .npz file ({e})") from None
+    want = [v.name for v in graph.inputs]
+    extra = sorted(set(arrays) - set(want))
+    if extra:
+        raise EvalError(f"{p}: array {extra[0]!r} is not a graph input (inputs: {', '.join(want)})")
+    return arrays
+
+
+def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays to ``path`` atomically: a temp file in the same folder, then rename."""
+    from .atomic import atomic_write
+
+    def write(f) -> None:  # type: ignore[no-untyped-def]
+        np.savez(f, **arrays)
+
+    atomic_write(Path(path), write)
+
+
+def summarize(arrays: Mapping[str, np.ndarray]) -> list[dict[str, object]]:
+    """Per-array shape, dtype and a few statistics, for reports."""
+    rows = []
+    for k, a in arrays.items():
+        row: dict[str, object] = {"name": k, "shape": list(a.shape), "dtype": str(a.dtype)}
+        if a.size and a.dtype.kind in "fiub":
+            af = a.astype(np.float64)
+            row.update(min=float(af.min()), max=float(af.max()), mean=float(af.mean()))
+        rows.append(row)
+    return rows
+
+
+def max_abs_diff(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], names: Sequence[str]) -> float:
+    """Largest absolute difference over the named arrays (for soundness reports)."""
+    worst = 0.0
+    for n in names:
+        x, y = np.asarray(a[n], np.float64), np.asarray(b[n], np.float64)
+        if x.size:
+            worst = max(worst, float(np.max(np.abs(x - y))))
+    return worst
+
+
+def graph_cost(graph: Graph) -> dict[str, int]:
+    """Total flops and bytes of the graph (symbolic dims counted as 1).
+
+    Registry ops use their cost rules; ``expr`` nodes use the structural
+    estimate of :func:`tensoropt.ir.cost.expr_flops` and count input and
+    output bytes once.
+    """
+    from .ir.cost import expr_flops
+    from .ops import REGISTRY
+
+    types = {k: v.type for k, v in graph.values().items()}
+    flops = nbytes = 0
+    for n in graph.nodes:
+        if n.expr is not None:
+            flops += expr_flops(n.expr)
+            nbytes += sum(_nbytes(types[t]) for t in n.inputs) + sum(_nbytes(o.type) for o in n.outputs)
+            continue
+        rules = REGISTRY.get(n.op)
+        if rules is None:
+            continue
+        c = rules.cost([types[i] for i in n.inputs], [o.type for o in n.outputs], rules.with_defaults(n.attrs))
+        flops += c.flops
+        nbytes += c.bytes
+    return {"flops": flops, "bytes": nbytes}
+
+
+def _nbytes(t: TensorType) -> int:
+    n = 1
+    for d in t.shape:
+        n *= d if isinstance(d, int) else 1
+    return n * t.np_dtype.itemsize
+
+
+def graph_summary(graph: Graph) -> dict[str, object]:
+    """Name, signature, node/constant counts, op histogram and cost, for reports."""
+    from collections import Counter
+
+    ops = Counter(n.op for n in graph.nodes)
+    return {
+        "name": graph.name,
+        "inputs": {v.name: str(v.type) for v in graph.inputs},
+        "outputs": {v.name: str(v.type) for v in graph.output_values},
+        "nodes": len(graph.nodes),
+        "constants": len(graph.constants),
+        "weight_bytes": int(sum(a.nbytes for a in graph.weights.values())),
+        "ops": dict(sorted(ops.items())),
+        "cost": graph_cost(graph),
+    }

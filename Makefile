@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Re-install when the dependency list changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow typecheck clean
+.PHONY: demo test test-slow typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	TENSOROPT_VERIFY=1 $(BIN)/python -m pytest -m slow
+
+# Speed claims come from here: JSON + PNG under benchmarks/results/.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python benchmarks/interp_speed.py
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy tensoropt/ir

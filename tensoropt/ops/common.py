@@ -9,13 +9,13 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import ShapeError
 from ..ir.expr import Access, Const, Expr, Iter, IterDef, Scope, access, call
 from ..ir.graph import Attrs
 from ..ir.types import FLOAT_DTYPES, DTYPES, Dim, Shape, TensorType
-from .registry import Cost
+from .registry import Cost, CostFn
 from .shapes import fmt_shape, numel1
 
 _FLOATS = ", ".join(d for d in DTYPES if d in FLOAT_DTYPES)
@@ -64,10 +64,10 @@ def choice(a: Attrs, key: str, valid: Sequence[str]) -> str:
 
 
 def ints_len(a: Attrs, key: str, n: int) -> tuple[int, ...]:
-    v = tuple(a[key])  # type: ignore[arg-type]
+    v = aints(a, key)
     if len(v) != n:
         raise ShapeError(f"attribute {key}={list(v)} needs {n} values, got {len(v)}")
-    return v  # type: ignore[return-value]
+    return v
 
 
 # -- costs ---------------------------------------------------------------------
@@ -81,7 +81,7 @@ def io_bytes(ts: Sequence[TensorType], outs: Sequence[TensorType]) -> int:
     return sum(nbytes(t) for t in ts) + sum(nbytes(t) for t in outs)
 
 
-def per_output_cost(flops_per_elem: int):
+def per_output_cost(flops_per_elem: int) -> CostFn:
     """Cost rule: ``flops_per_elem`` per output element, bytes = inputs + outputs."""
 
     def cost(ts: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> Cost:
@@ -90,7 +90,7 @@ def per_output_cost(flops_per_elem: int):
     return cost
 
 
-def per_input_cost(flops_per_elem: int):
+def per_input_cost(flops_per_elem: int) -> CostFn:
     """Cost rule: ``flops_per_elem`` per element of input 0 (reductions)."""
 
     def cost(ts: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> Cost:
@@ -143,7 +143,8 @@ def inv_count(extents: Sequence[Dim], prefix: str = "c") -> Expr:
     return call("reciprocal", access(Scope((), sums, Const(1.0)), ))
 
 
-def pointwise(names: Sequence[str], ts: Sequence[TensorType], out: Shape, body) -> Scope:
+def pointwise(names: Sequence[str], ts: Sequence[TensorType], out: Shape,
+              body: Callable[..., Expr]) -> Scope:
     """``L[out] { body(reads) }`` with each input read under broadcasting."""
     defs, its = trav(out)
     reads = [bcast_read(n, t.shape, out, its) for n, t in zip(names, ts)]
@@ -165,3 +166,38 @@ def lin(terms: Sequence[tuple[Expr, int]], const: int = 0) -> Expr:
     elif const < 0:
         out = out - (-const)
     return out
+
+
+# -- typed attribute access ------------------------------------------------------
+# ``with_defaults`` has checked kinds, so these only narrow types for readers
+# (and mypy); a wrong kind here is a rule bug, hence assert, not ShapeError.
+
+
+def aint(a: Attrs, key: str) -> int:
+    v = a[key]
+    assert isinstance(v, int), (key, v)
+    return int(v)
+
+
+def afloat(a: Attrs, key: str) -> float:
+    v = a[key]
+    assert isinstance(v, (int, float)), (key, v)
+    return float(v)
+
+
+def abool(a: Attrs, key: str) -> bool:
+    v = a[key]
+    assert isinstance(v, (bool, int)), (key, v)
+    return bool(v)
+
+
+def astr(a: Attrs, key: str) -> str:
+    v = a[key]
+    assert isinstance(v, str), (key, v)
+    return v
+
+
+def aints(a: Attrs, key: str) -> tuple[int, ...]:
+    v = a[key]
+    assert isinstance(v, tuple), (key, v)
+    return tuple(int(x) for x in v)

@@ -15,10 +15,11 @@ import numpy as np
 from scipy import special
 
 from ..errors import ShapeError
-from ..ir.expr import Expr, call
+from ..ir.expr import Expr, Scope, call
 from ..ir.graph import Attrs
 from ..ir.types import INT_DTYPES, TensorType
 from .common import choice, need_float, per_output_cost, pointwise, same_dtype
+from .common import afloat
 from .registry import AttrSpec, OpRules, register
 from .shapes import broadcast
 
@@ -52,8 +53,8 @@ def _check_gelu(a: Attrs) -> None:
 UNARY: dict[str, tuple[NpUnary, ExprUnary, bool, tuple[AttrSpec, ...], str]] = {
     "relu": (lambda x, a: np.maximum(x, 0), lambda x, a: call("relu", x), False, (),
              "max(x, 0)"),
-    "leaky_relu": (lambda x, a: np.where(x >= 0, x, x * a["alpha"]),
-                   lambda x, a: call("max", x, 0.0) + call("min", x, 0.0) * float(a["alpha"]),
+    "leaky_relu": (lambda x, a: np.where(x >= 0, x, x * afloat(a, "alpha")),
+                   lambda x, a: call("max", x, 0.0) + call("min", x, 0.0) * afloat(a, "alpha"),
                    True, (AttrSpec("alpha", "float", 0.01, "slope for x < 0"),),
                    "x for x >= 0, alpha * x otherwise"),
     "sigmoid": (lambda x, a: special.expit(x), lambda x, a: call("sigmoid", x), True, (),
@@ -71,8 +72,8 @@ UNARY: dict[str, tuple[NpUnary, ExprUnary, bool, tuple[AttrSpec, ...], str]] = {
     "gelu": (_gelu_np, _gelu_expr, True,
              (AttrSpec("approximate", "str", "none", '"none" (erf) or "tanh"'),),
              "x * Phi(x), exact (erf) or tanh-approximated"),
-    "clip": (lambda x, a: np.minimum(np.maximum(x, a["min"]), a["max"]),
-             lambda x, a: call("min", call("max", x, float(a["min"])), float(a["max"])),
+    "clip": (lambda x, a: np.minimum(np.maximum(x, afloat(a, "min")), afloat(a, "max")),
+             lambda x, a: call("min", call("max", x, afloat(a, "min")), afloat(a, "max")),
              False, (AttrSpec("min", "float", -math.inf, "lower bound"),
                      AttrSpec("max", "float", math.inf, "upper bound")),
              "min(max(x, min), max)"),
@@ -97,7 +98,7 @@ def _register_unary(name: str) -> None:
         x = xs[0]
         return [np.asarray(fn(x, a)).astype(x.dtype, copy=False)]
 
-    def expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs):
+    def expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
         return pointwise(names, ts, ts[0].shape, lambda r: body(r, a))
 
     register(OpRules(name=name, category="elementwise", inputs=(1, 1), infer=infer, eval=ev,
@@ -157,7 +158,7 @@ def _register_binary(name: str) -> None:
         out = np.asarray(fn(xs[0], xs[1]))
         return [out if to_bool else out.astype(xs[0].dtype, copy=False)]
 
-    def expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs):
+    def expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
         out = broadcast([ts[0].shape, ts[1].shape])
         if name == "div" and ts[0].dtype in INT_DTYPES:
             return pointwise(names, ts, out, _trunc_div)
@@ -181,7 +182,7 @@ def _where_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     return [TensorType(ts[1].dtype, broadcast([t.shape for t in ts]))]
 
 
-def _where_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs):
+def _where_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
     # The interpreter reads bool as 1.0/0.0, which is what where() tests.
     out = broadcast([t.shape for t in ts])
     return pointwise(names, ts, out, lambda c, x, y: call("where", c, x, y))

@@ -14,8 +14,9 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir.expr import Access, Expr, Iter, IterDef, Scope
 from ..ir.graph import Attrs
-from ..ir.types import Shape, TensorType
+from ..ir.types import Dim, Shape, TensorType
 from .common import bcast_index, bcast_read, io_bytes, need_rank, same_dtype, trav
+from .common import abool, afloat
 from .registry import AttrSpec, Cost, OpRules, register
 from .shapes import broadcast, broadcast_to, fmt_shape, numel1
 
@@ -105,10 +106,10 @@ register(OpRules(
 # -- gemm -------------------------------------------------------------------------------
 
 
-def _gemm_dims(ts: Sequence[TensorType], a: Attrs):
+def _gemm_dims(ts: Sequence[TensorType], a: Attrs) -> tuple[Dim, Dim, Dim]:
     """(M, K, N) after the transposes, with input 1 checked against input 0."""
     need_rank(ts, 0, 2, "M, K or K, M with trans_a")
-    ta, tb = bool(a["trans_a"]), bool(a["trans_b"])
+    ta, tb = abool(a, "trans_a"), abool(a, "trans_b")
     m, k = ts[0].shape[::-1] if ta else ts[0].shape
     kdim = 1 if tb else 0
     b = ts[1]
@@ -128,21 +129,21 @@ def _gemm_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 
 def _gemm_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
-    x = xs[0].T if a["trans_a"] else xs[0]
-    w = xs[1].T if a["trans_b"] else xs[1]
-    y = float(a["alpha"]) * (x @ w)  # type: ignore[arg-type]
+    x = xs[0].T if abool(a, "trans_a") else xs[0]
+    w = xs[1].T if abool(a, "trans_b") else xs[1]
+    y = afloat(a, "alpha") * (x @ w)
     if len(xs) == 3:
-        y = y + float(a["beta"]) * xs[2]  # type: ignore[arg-type]
+        y = y + afloat(a, "beta") * xs[2]
     return [y.astype(xs[0].dtype, copy=False)]
 
 
 def _gemm_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
     m, k, n = _gemm_dims(ts, a)
-    alpha, beta = float(a["alpha"]), float(a["beta"])  # type: ignore[arg-type]
+    alpha, beta = afloat(a, "alpha"), afloat(a, "beta")
     defs, (i, j) = trav((m, n), "j" if len(ts) == 3 else "i")
     kk = Iter("k")
-    x = Access(names[0], (kk, i) if a["trans_a"] else (i, kk))
-    w = Access(names[1], (j, kk) if a["trans_b"] else (kk, j))
+    x = Access(names[0], (kk, i) if abool(a, "trans_a") else (i, kk))
+    w = Access(names[1], (j, kk) if abool(a, "trans_b") else (kk, j))
     body: Expr = x * w if alpha == 1.0 else x * w * alpha
     prod = Scope(defs, (IterDef("k", k),), body)
     if len(ts) == 2:

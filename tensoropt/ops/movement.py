@@ -14,15 +14,16 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir.expr import Access, Const, Expr, Scope
+from ..ir.expr import Access, Const, Expr, IterDef, Scope
 from ..ir.graph import Attrs
 from ..ir.types import DTYPES, Dim, Shape, TensorType
 from .common import bcast_read, choice, lin, movement_cost, need_int, need_rank, same_dtype, trav
-from .registry import AttrSpec, OpRules, register
+from .common import afloat, aint, aints, astr
+from .registry import AttrSpec, EvalFn, ExprFn, InferFn, OpRules, register
 from .shapes import broadcast, dim_product, fmt_shape, norm_axes, norm_axis
 
 
-def _reg(name: str, infer, ev, expr, attrs: tuple[AttrSpec, ...] = (),
+def _reg(name: str, infer: InferFn, ev: EvalFn, expr: ExprFn | None, attrs: tuple[AttrSpec, ...] = (),
          inputs: tuple[int, int | None] = (1, 1), num_outputs: int | None = 1, doc: str = "") -> None:
     register(OpRules(name=name, category="movement", inputs=inputs, infer=infer, eval=ev,
                      expr=expr, cost=movement_cost, attrs=attrs, num_outputs=num_outputs, doc=doc))
@@ -93,7 +94,7 @@ def reshape_target(src: Shape, spec: Sequence[int]) -> Shape:
     if hole is None:
         if left or in_n != out_n:
             raise bad
-        return tuple(known)  # type: ignore[arg-type]
+        return tuple(known)
     if out_n == 0 or in_n % out_n:
         raise bad
     fill: Dim = in_n // out_n
@@ -102,27 +103,27 @@ def reshape_target(src: Shape, spec: Sequence[int]) -> Shape:
             raise bad  # the -1 would be a product like batch * 4
         fill = next(iter(left))
     out[hole] = fill
-    return tuple(out)  # type: ignore[arg-type]
+    return tuple(out)
 
 
 def _reshape_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
-    return [TensorType(ts[0].dtype, reshape_target(ts[0].shape, a["shape"]))]  # type: ignore[arg-type]
+    return [TensorType(ts[0].dtype, reshape_target(ts[0].shape, aints(a, "shape")))]
 
 
-def _as_reshape(infer):
+def _as_reshape(infer: InferFn) -> ExprFn:
     """Expr rule for an op that is a reshape from input 0 to its inferred shape."""
     return lambda names, ts, a: reshape_scope(names[0], ts[0].shape, infer(ts, a)[0].shape)
 
 
 _reg("reshape", _reshape_infer,
-     lambda xs, a: [xs[0].reshape(reshape_target(xs[0].shape, a["shape"]))],  # type: ignore[arg-type]
+     lambda xs, a: [xs[0].reshape(reshape_target(xs[0].shape, aints(a, "shape")))],
      _as_reshape(_reshape_infer), (AttrSpec("shape", "ints", doc="0 copies, -1 infers"),),
      doc="row-major reshape (ONNX 0 / -1 rules)")
 
 
 def _flatten_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     s = ts[0].shape
-    ax = int(a["axis"])  # type: ignore[arg-type]
+    ax = aint(a, "axis")
     if not -len(s) <= ax <= len(s):
         raise ShapeError(f"axis {ax} is out of range for rank {len(s)} (valid: {-len(s)}..{len(s)})")
     if ax < 0:
@@ -138,7 +139,7 @@ _reg("flatten", _flatten_infer,
 
 
 def _squeeze_axes(t: TensorType, a: Attrs) -> tuple[int, ...]:
-    axes = tuple(a["axes"])  # type: ignore[arg-type]
+    axes = aints(a, "axes")
     if not axes:
         return tuple(k for k, d in enumerate(t.shape) if d == 1)
     axes = norm_axes(axes, t.rank)
@@ -168,7 +169,7 @@ _reg("squeeze", _squeeze_infer,
 
 
 def _unsqueeze_axes(t: TensorType, a: Attrs) -> tuple[int, ...]:
-    return norm_axes(a["axes"], t.rank + len(a["axes"]))  # type: ignore[arg-type]
+    return norm_axes(aints(a, "axes"), t.rank + len(aints(a, "axes")))
 
 
 def _unsqueeze_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
@@ -191,11 +192,11 @@ _reg("unsqueeze", _unsqueeze_infer,
 
 
 def _perm(t: TensorType, a: Attrs) -> tuple[int, ...]:
-    perm = tuple(a["perm"]) or tuple(reversed(range(t.rank)))  # type: ignore[arg-type]
+    perm = aints(a, "perm") or tuple(reversed(range(t.rank)))
     if sorted(perm) != list(range(t.rank)):
         raise ShapeError(f"perm={list(perm)} is not a permutation of 0..{t.rank - 1} "
                          f"(input 0 has shape {fmt_shape(t.shape)})")
-    return perm  # type: ignore[return-value]
+    return perm
 
 
 def _transpose_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
@@ -232,13 +233,13 @@ _reg("dropout", lambda ts, a: [ts[0]], lambda xs, a: [xs[0].copy()], _identity_e
 # -- expand ----------------------------------------------------------------------------
 
 
-def _bcast_parts(name: str, src: Shape, dst: Shape):
+def _bcast_parts(name: str, src: Shape, dst: Shape) -> tuple[tuple[IterDef, ...], tuple[()], Expr]:
     defs, its = trav(dst)
     return defs, (), bcast_read(name, src, dst, its)
 
 
 def _expand_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
-    target = tuple(a["shape"])  # type: ignore[arg-type]
+    target = aints(a, "shape")
     try:
         out = broadcast([ts[0].shape, target])
     except ShapeError:
@@ -261,7 +262,7 @@ _reg("expand", _expand_infer,
 def _concat_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     same_dtype(ts, range(1, len(ts)))
     ref = ts[0]
-    ax = norm_axis(int(a["axis"]), ref.rank)  # type: ignore[arg-type]
+    ax = norm_axis(aint(a, "axis"), ref.rank)
     for i, t in enumerate(ts[1:], 1):
         if t.rank != ref.rank or any(d != e for k, (d, e) in enumerate(zip(t.shape, ref.shape))
                                      if k != ax):
@@ -271,7 +272,7 @@ def _concat_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     if len(ts) == 1:
         total: Dim = sizes[0]
     elif all(isinstance(d, int) for d in sizes):
-        total = sum(sizes)  # type: ignore[arg-type]
+        total = sum(sizes)
     else:
         raise ShapeError(f"concat along axis {ax} of symbolic sizes {sizes} cannot be written as one dim")
     return [TensorType(ref.dtype, ref.shape[:ax] + (total,) + ref.shape[ax + 1 :])]
@@ -280,28 +281,28 @@ def _concat_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 def _concat_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
     """Sum of shifted reads: each output position is in bounds of exactly one input."""
     out = _concat_infer(ts, a)[0].shape
-    ax = norm_axis(int(a["axis"]), len(out))  # type: ignore[arg-type]
+    ax = norm_axis(aint(a, "axis"), len(out))
     defs, its = trav(out)
     body: Expr | None = None
     off = 0
     for n, t in zip(names, ts):
         idx = tuple(its[:ax]) + (lin([(its[ax], 1)], -off),) + tuple(its[ax + 1 :])
         body = Access(n, idx) if body is None else body + Access(n, idx)
-        off += t.shape[ax] if isinstance(t.shape[ax], int) else 0  # type: ignore[operator]
+        off += t.shape[ax] if isinstance(t.shape[ax], int) else 0
     assert body is not None
     return Scope(defs, (), body)
 
 
 _reg("concat", _concat_infer,
-     lambda xs, a: [np.concatenate(xs, axis=int(a["axis"]))],  # type: ignore[arg-type]
+     lambda xs, a: [np.concatenate(xs, axis=aint(a, "axis"))],
      _concat_expr, (AttrSpec("axis", "int"),), inputs=(1, None),
      doc="join inputs along an axis")
 
 
 def _split_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     t = ts[0]
-    ax = norm_axis(int(a["axis"]), t.rank)  # type: ignore[arg-type]
-    sizes = tuple(a["split"])  # type: ignore[arg-type]
+    ax = norm_axis(aint(a, "axis"), t.rank)
+    sizes = aints(a, "split")
     if not sizes or min(sizes) < 0 or sum(sizes) != t.shape[ax]:
         raise ShapeError(f"split={list(sizes)} must be non-negative sizes summing to dim {ax} of "
                          f"input 0 shape {fmt_shape(t.shape)}")
@@ -309,15 +310,15 @@ def _split_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 
 def _split_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
-    cuts = np.cumsum(a["split"])[:-1]  # type: ignore[arg-type]
-    return [p.copy() for p in np.split(xs[0], cuts, axis=int(a["axis"]))]  # type: ignore[arg-type]
+    cuts = np.cumsum(aints(a, "split"))[:-1]
+    return [p.copy() for p in np.split(xs[0], cuts, axis=aint(a, "axis"))]
 
 
 def split_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs, index: int = 0) -> Scope:
     """Expr of output ``index`` of a split (the registry's rule gives output 0)."""
     outs = _split_infer(ts, a)
-    ax = norm_axis(int(a["axis"]), ts[0].rank)  # type: ignore[arg-type]
-    start = sum(a["split"][:index])  # type: ignore[index]
+    ax = norm_axis(aint(a, "axis"), ts[0].rank)
+    start = sum(aints(a, "split")[:index])
     defs, its = trav(outs[index].shape)
     idx = tuple(its[:ax]) + (lin([(its[ax], 1)], start),) + tuple(its[ax + 1 :])
     return Scope(defs, (), Access(names[0], idx))
@@ -347,9 +348,9 @@ def slice_bounds(dim: int, start: int, end: int, step: int) -> tuple[int, int]:
 
 def _slice_plan(t: TensorType, a: Attrs) -> dict[int, tuple[int, int, int]]:
     """axis -> (start, count, step) for each sliced axis, validated."""
-    starts, ends = tuple(a["starts"]), tuple(a["ends"])  # type: ignore[arg-type]
-    axes = tuple(a["axes"]) or tuple(range(len(starts)))  # type: ignore[arg-type]
-    steps = tuple(a["steps"]) or (1,) * len(starts)  # type: ignore[arg-type]
+    starts, ends = aints(a, "starts"), aints(a, "ends")
+    axes = aints(a, "axes") or tuple(range(len(starts)))
+    steps = aints(a, "steps") or (1,) * len(starts)
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise ShapeError(f"starts, ends, axes and steps need equal lengths, got "
                          f"{len(starts)}, {len(ends)}, {len(axes)}, {len(steps)}")
@@ -407,7 +408,7 @@ _PAD_MODES = ("constant", "reflect", "edge")
 
 
 def _pads(t: TensorType, a: Attrs) -> list[tuple[int, int]]:
-    pads = tuple(a["pads"])  # type: ignore[arg-type]
+    pads = aints(a, "pads")
     if len(pads) != 2 * t.rank:
         raise ShapeError(f"pads={list(pads)} needs {2 * t.rank} values "
                          f"(begins then ends) for input 0 shape {fmt_shape(t.shape)}")
@@ -434,8 +435,8 @@ def _pad_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x = xs[0]
     pads = _pads(TensorType("f32", x.shape), a)
     grow = [(max(b, 0), max(e, 0)) for b, e in pads]
-    mode = str(a["mode"])
-    y = (np.pad(x, grow, constant_values=a["value"]) if mode == "constant"
+    mode = astr(a, "mode")
+    y = (np.pad(x, grow, constant_values=afloat(a, "value")) if mode == "constant"
          else np.pad(x, grow, mode=mode))
     # Negative pads crop (ONNX allows them); apply after growing.
     crop = tuple(slice(-min(b, 0), y.shape[k] + min(e, 0)) for k, (b, e) in enumerate(pads))
@@ -448,7 +449,7 @@ def _pad_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope
     pads = _pads(ts[0], a)
     defs, its = trav(_pad_infer(ts, a)[0].shape)
     idx = tuple(lin([(it, 1)], -b) for it, (b, _) in zip(its, pads))
-    return Scope(defs, (), Access(names[0], idx, float(a["value"])))  # type: ignore[arg-type]
+    return Scope(defs, (), Access(names[0], idx, afloat(a, "value")))
 
 
 _reg("pad", _pad_infer, _pad_eval, _pad_expr,
@@ -465,7 +466,7 @@ def _cast_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     return [TensorType(to, ts[0].shape)]
 
 
-_reg("cast", _cast_infer, lambda xs, a: [xs[0].astype(DTYPES[str(a["to"])])], None,
+_reg("cast", _cast_infer, lambda xs, a: [xs[0].astype(DTYPES[astr(a, "to")])], None,
      (AttrSpec("to", "str", doc="target dtype short name (f32, i64, ...)"),),
      doc="convert the dtype")
 
@@ -473,13 +474,13 @@ _reg("cast", _cast_infer, lambda xs, a: [xs[0].astype(DTYPES[str(a["to"])])], No
 def _gather_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     need_int(ts, 1)
     d = ts[0]
-    ax = norm_axis(int(a["axis"]), d.rank)  # type: ignore[arg-type]
+    ax = norm_axis(aint(a, "axis"), d.rank)
     return [TensorType(d.dtype, d.shape[:ax] + ts[1].shape + d.shape[ax + 1 :])]
 
 
 def _gather_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     data, idx = xs
-    ax = norm_axis(int(a["axis"]), data.ndim)  # type: ignore[arg-type]
+    ax = norm_axis(aint(a, "axis"), data.ndim)
     idx = np.where(idx < 0, idx + data.shape[ax], idx)  # ONNX allows negative indices
     return [np.take(data, idx, axis=ax)]
 

@@ -26,7 +26,8 @@ from .common import (
     bcast_read, inv_count, io_bytes, ints_len, lin, need_dim, need_float, need_rank,
     per_input_cost, per_output_cost, same_dtype, trav,
 )
-from .registry import AttrSpec, Cost, OpRules, register
+from .common import abool, afloat, aint
+from .registry import AttrSpec, Cost, EvalFn, ExprFn, OpRules, register
 from .shapes import broadcast_to, fmt_shape, norm_axis, numel1, window_out
 
 # -- window geometry -------------------------------------------------------------
@@ -89,7 +90,7 @@ def window_of(x: TensorType, kernel: Sequence[int], a: Attrs, ceil_mode: bool = 
     out = tuple(_spatial_out(x, k, kernel[k], strides[k], pads[k], pads[k + 2], dil[k], ceil_mode)
                 for k in range(2))
     size = tuple(d if isinstance(d, int) else 1 for d in x.shape[2:4])
-    return Window(tuple(kernel), strides, dil, pads, out, size)  # type: ignore[arg-type]
+    return Window(tuple(kernel), strides, dil, pads, out, size)
 
 
 _WINDOW_ATTRS = (
@@ -107,12 +108,12 @@ def _conv_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     need_float(ts, 0)
     same_dtype(ts, range(1, len(ts)))
     x, w = ts[0], ts[1]
-    g = int(a["group"])  # type: ignore[arg-type]
+    g = aint(a, "group")
     n, c = x.shape[0], x.shape[1]
     f, cg, kh, kw = w.shape
     if not all(isinstance(d, int) for d in w.shape):
         raise ShapeError(f"input 1 has shape {fmt_shape(w.shape)}, expected static weights")
-    if g < 1 or (isinstance(c, int) and c % g) or f % g:  # type: ignore[operator]
+    if g < 1 or (isinstance(c, int) and c % g) or f % g:
         raise ShapeError(f"group={g} must be >= 1 and divide input channels {c} "
                          f"(input 0 dim 1) and filters {f} (input 1 dim 0)")
     want = c // g if isinstance(c, int) else c
@@ -122,7 +123,7 @@ def _conv_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     if len(ts) == 3:
         if ts[2].shape != (f,):
             raise ShapeError(f"input 2 has shape {fmt_shape(ts[2].shape)}, expected [{f}] (bias)")
-    win = window_of(x, (kh, kw), a)  # type: ignore[arg-type]
+    win = window_of(x, (kh, kw), a)
     return [TensorType(x.dtype, (n, f) + win.out)]
 
 
@@ -141,7 +142,7 @@ def conv2d_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     dt = x.dtype
     work = np.float32 if dt == np.float16 else dt  # f16 GEMM is slow in NumPy
     x, w = x.astype(work, copy=False), w.astype(work, copy=False)
-    g = int(a["group"])  # type: ignore[arg-type]
+    g = aint(a, "group")
     win = _conv_window(x, w, a)
     n, c = x.shape[:2]
     f, cg, kh, kw = w.shape
@@ -156,15 +157,15 @@ def conv2d_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
 
 def _conv_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
     x, w = ts[0], ts[1]
-    g = int(a["group"])  # type: ignore[arg-type]
+    g = aint(a, "group")
     f, cg, kh, kw = w.shape
-    win = window_of(x, (kh, kw), a)  # type: ignore[arg-type]
+    win = window_of(x, (kh, kw), a)
     out = _conv_infer(ts, a)[0].shape
     defs, (n, fo, h, wo) = trav(out, "j" if len(ts) == 3 else "i")
     c, r, s = Iter("c"), Iter("r"), Iter("s")
     sums = (IterDef("c", cg), IterDef("r", kh), IterDef("s", kw))
     # Group g' = f // (F/g) reads input channels [g' * C/g, (g'+1) * C/g).
-    cin = c if g == 1 else (fo // (f // g)) * cg + c  # type: ignore[operator]
+    cin = c if g == 1 else (fo // (f // g)) * cg + c
     xr = Access(names[0], (n, cin, win.read_index(0, h, r), win.read_index(1, wo, s)))
     wr = Access(names[1], (fo, c, r, s))
     conv = Scope(defs, sums, xr * wr)
@@ -177,7 +178,7 @@ def _conv_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scop
 
 def _conv_cost(ts: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> Cost:
     _, cg, kh, kw = ts[1].shape
-    macs = numel1(outs[0].shape) * cg * kh * kw  # type: ignore[operator]
+    macs = numel1(outs[0].shape) * cg * kh * kw
     return Cost(2 * macs + (numel1(outs[0].shape) if len(ts) == 3 else 0), io_bytes(ts, outs))
 
 
@@ -197,7 +198,7 @@ _POOL_ATTRS = (AttrSpec("kernel", "ints", doc="[kernel_h, kernel_w]"),) + _WINDO
 
 def _pool_window(t: TensorType, a: Attrs) -> Window:
     kernel = ints_len(a, "kernel", 2)
-    return window_of(t, kernel, a, bool(a["ceil_mode"]))
+    return window_of(t, kernel, a, abool(a, "ceil_mode"))
 
 
 def _pool_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
@@ -217,7 +218,8 @@ def _maxpool_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     return [v.max(axis=(4, 5))]
 
 
-def _pool_reads(name: str, ts: Sequence[TensorType], win: Window, pad: float, prefix: str):
+def _pool_reads(name: str, ts: Sequence[TensorType], win: Window, pad: float,
+                prefix: str) -> tuple[tuple[IterDef, ...], tuple[IterDef, ...], Access]:
     out = ts[0].shape[:2] + win.out
     defs, (n, c, h, w) = trav(out, prefix)
     r, s = Iter("r"), Iter("s")
@@ -264,7 +266,7 @@ def _avgpool_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x = xs[0]
     win = _pool_window(TensorType("f32", x.shape), a)
     sums = win.windows(win.padded(x, 0.0)).sum(axis=(4, 5))
-    counts = avgpool_counts(win, bool(a["count_include_pad"]))
+    counts = avgpool_counts(win, abool(a, "count_include_pad"))
     return [(sums / counts).astype(x.dtype, copy=False)]
 
 
@@ -275,7 +277,7 @@ def _in_range(e: Expr, lo: int, hi: int) -> Expr:
 
 def _avgpool_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
     win = _pool_window(ts[0], a)
-    include = bool(a["count_include_pad"])
+    include = abool(a, "count_include_pad")
     counts = avgpool_counts(win, include)
     if counts.min() == counts.max():
         # The common case: a constant divisor folds into the sum.
@@ -313,7 +315,7 @@ def _global_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     return [TensorType(ts[0].dtype, ts[0].shape[:2] + (1,) * (ts[0].rank - 2))]
 
 
-def _global_expr(reduce: str):
+def _global_expr(reduce: str) -> ExprFn:
     def expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
         shape = ts[0].shape
         defs, its = trav(_global_infer(ts, a)[0].shape)
@@ -342,7 +344,7 @@ def _lrn_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     need_float(ts, 0)
     if ts[0].rank < 3:
         raise ShapeError(f"input 0 has shape {fmt_shape(ts[0].shape)}, expected N, C, spatial...")
-    if int(a["size"]) < 1:  # type: ignore[arg-type]
+    if aint(a, "size") < 1:
         raise ShapeError(f"attribute size={a['size']} must be >= 1")
     return [ts[0]]
 
@@ -354,16 +356,16 @@ def _lrn_span(size: int) -> tuple[int, int]:
 
 def _lrn_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x = xs[0]
-    size = int(a["size"])  # type: ignore[arg-type]
+    size = aint(a, "size")
     lo, hi = _lrn_span(size)
     sq = np.pad(x * x, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
     win = sliding_window_view(sq, size, axis=1).sum(axis=-1)
-    scale = float(a["bias"]) + float(a["alpha"]) / size * win  # type: ignore[arg-type]
-    return [(x / scale ** float(a["beta"])).astype(x.dtype, copy=False)]  # type: ignore[arg-type]
+    scale = afloat(a, "bias") + afloat(a, "alpha") / size * win
+    return [(x / scale ** afloat(a, "beta")).astype(x.dtype, copy=False)]
 
 
 def _lrn_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
-    size = int(a["size"])  # type: ignore[arg-type]
+    size = aint(a, "size")
     lo, hi = _lrn_span(size)
     jdefs, js = trav(ts[0].shape, "j")
     k = Iter("k")
@@ -371,14 +373,14 @@ def _lrn_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope
     at = Access(names[0], (js[0], js[1] + k) + tuple(js[2:]))
     sq = Scope(jdefs, (IterDef("k", size, -lo),), at * at)
     defs, its = trav(ts[0].shape)
-    base = Access(sq, tuple(its)) * (float(a["alpha"]) / size) + float(a["bias"])  # type: ignore[arg-type]
-    return Scope(defs, (), Access(names[0], tuple(its)) * call("pow", base, -float(a["beta"])))  # type: ignore[arg-type]
+    base = Access(sq, tuple(its)) * (afloat(a, "alpha") / size) + afloat(a, "bias")
+    return Scope(defs, (), Access(names[0], tuple(its)) * call("pow", base, -afloat(a, "beta")))
 
 
 register(OpRules(
     name="lrn", category="compute", inputs=(1, 1), infer=_lrn_infer, eval=_lrn_eval,
     expr=_lrn_expr, cost=lambda ts, outs, a: Cost(
-        numel1(outs[0].shape) * (2 * int(a["size"]) + 4), io_bytes(ts, outs)),  # type: ignore[arg-type]
+        numel1(outs[0].shape) * (2 * aint(a, "size") + 4), io_bytes(ts, outs)),
     attrs=(AttrSpec("size", "int", doc="channels in the window"),
            AttrSpec("alpha", "float", 1e-4), AttrSpec("beta", "float", 0.75),
            AttrSpec("bias", "float", 1.0)),
@@ -404,7 +406,7 @@ def _bn_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 def _bn_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x, scale, bias, mean, var = xs
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    inv = scale / np.sqrt(var + float(a["epsilon"]))  # type: ignore[arg-type]
+    inv = scale / np.sqrt(var + afloat(a, "epsilon"))
     y = (x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)
     return [y.astype(x.dtype, copy=False)]
 
@@ -412,7 +414,7 @@ def _bn_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
 def _bn_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
     defs, its = trav(ts[0].shape)
     x, s, b, m, v = (Access(n, tuple(its) if k == 0 else (its[1],)) for k, n in enumerate(names))
-    body = (x - m) * call("rsqrt", v + float(a["epsilon"])) * s + b  # type: ignore[arg-type]
+    body = (x - m) * call("rsqrt", v + afloat(a, "epsilon")) * s + b
     return Scope(defs, (), body)
 
 
@@ -428,14 +430,14 @@ register(OpRules(
 
 def _axis_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     need_float(ts, 0)
-    norm_axis(int(a["axis"]), ts[0].rank)  # type: ignore[arg-type]
+    norm_axis(aint(a, "axis"), ts[0].rank)
     return [ts[0]]
 
 
-def _softmax_eval(log: bool):
+def _softmax_eval(log: bool) -> EvalFn:
     def ev(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
         x = xs[0]
-        ax = norm_axis(int(a["axis"]), x.ndim)  # type: ignore[arg-type]
+        ax = norm_axis(aint(a, "axis"), x.ndim)
         z = x - x.max(axis=ax, keepdims=True)  # shift: exp never overflows
         if log:
             y = z - np.log(np.exp(z).sum(axis=ax, keepdims=True))
@@ -447,10 +449,10 @@ def _softmax_eval(log: bool):
     return ev
 
 
-def _softmax_expr(log: bool):
+def _softmax_expr(log: bool) -> ExprFn:
     def expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
         shape = ts[0].shape
-        ax = norm_axis(int(a["axis"]), len(shape))  # type: ignore[arg-type]
+        ax = norm_axis(aint(a, "axis"), len(shape))
         rest = shape[:ax] + shape[ax + 1 :]
 
         def at(its: Sequence[Expr], k: Expr) -> Access:
@@ -488,7 +490,7 @@ for _name, _log in (("softmax", False), ("log_softmax", True)):
 def _ln_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     need_float(ts, 0)
     same_dtype(ts, range(1, len(ts)))
-    ax = norm_axis(int(a["axis"]), ts[0].rank)  # type: ignore[arg-type]
+    ax = norm_axis(aint(a, "axis"), ts[0].rank)
     norm_shape = ts[0].shape[ax:]
     for i in range(1, len(ts)):
         broadcast_to(ts[i].shape, norm_shape, i)
@@ -497,11 +499,11 @@ def _ln_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 def _ln_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x = xs[0]
-    axes = tuple(range(norm_axis(int(a["axis"]), x.ndim), x.ndim))  # type: ignore[arg-type]
+    axes = tuple(range(norm_axis(aint(a, "axis"), x.ndim), x.ndim))
     mu = x.mean(axis=axes, keepdims=True)
     d = x - mu
     var = (d * d).mean(axis=axes, keepdims=True)
-    y = d / np.sqrt(var + float(a["epsilon"])) * xs[1]  # type: ignore[arg-type]
+    y = d / np.sqrt(var + afloat(a, "epsilon")) * xs[1]
     if len(xs) == 3:
         y = y + xs[2]
     return [y.astype(x.dtype, copy=False)]
@@ -509,7 +511,7 @@ def _ln_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
 
 def _ln_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
     shape = ts[0].shape
-    ax = norm_axis(int(a["axis"]), len(shape))  # type: ignore[arg-type]
+    ax = norm_axis(aint(a, "axis"), len(shape))
     outer, inner = shape[:ax], shape[ax:]
     sums = tuple(IterDef(f"k{q}", d) for q, d in enumerate(inner))
     ks = tuple(Iter(s.name) for s in sums)
@@ -525,7 +527,7 @@ def _ln_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
     defs, its = trav(shape)
     o = tuple(its[:ax])
     body: Expr = (Access(names[0], tuple(its)) - Access(mean, o)) * call(
-        "rsqrt", Access(var, o) + float(a["epsilon"]))  # type: ignore[arg-type]
+        "rsqrt", Access(var, o) + afloat(a, "epsilon"))
     body = body * bcast_read(names[1], ts[1].shape, inner, its[ax:])
     if len(ts) == 3:
         body = body + bcast_read(names[2], ts[2].shape, inner, its[ax:])

@@ -16,19 +16,20 @@ from ..ir.expr import Access, Expr, Iter, IterDef, Scope
 from ..ir.graph import Attrs
 from ..ir.types import TensorType
 from .common import inv_count, per_input_cost
+from .common import abool, aints
 from .registry import AttrSpec, OpRules, register
 from .shapes import norm_axes
 
 
 def reduced_axes(rank: int, a: Attrs) -> tuple[int, ...]:
-    axes = tuple(a["axes"])  # type: ignore[arg-type]
+    axes = aints(a, "axes")
     return tuple(range(rank)) if not axes else norm_axes(axes, rank)
 
 
 def _infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     t = ts[0]
     axes = reduced_axes(t.rank, a)
-    keep = bool(a["keepdims"])
+    keep = abool(a, "keepdims")
     shape = tuple(1 if k in axes else d for k, d in enumerate(t.shape) if keep or k not in axes)
     return [TensorType(t.dtype, shape)]
 
@@ -49,13 +50,13 @@ def _register(name: str) -> None:
     def ev(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
         x = xs[0]
         axes = reduced_axes(x.ndim, a)
-        out = fn(x, axis=axes, keepdims=bool(a["keepdims"]))
+        out = fn(x, axis=axes, keepdims=abool(a, "keepdims"))
         return [np.asarray(out).astype(x.dtype, copy=False)]
 
     def expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
         t = ts[0]
         axes = reduced_axes(t.rank, a)
-        keep = bool(a["keepdims"])
+        keep = abool(a, "keepdims")
         travs: list[IterDef] = []
         sums: list[IterDef] = []
         idx: list[Expr] = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Union
 
 import numpy as np
@@ -191,6 +192,9 @@ class Graph:
     nodes: tuple[Node, ...]
     outputs: tuple[str, ...]
     weights: Weights = field(default_factory=Weights, compare=False, hash=False)
+    #: where each node was written (``file:line:col``), keyed by its first
+    #: output; filled by the parser and used only to locate error messages.
+    locations: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         for f in ("inputs", "constants", "nodes", "outputs"):
@@ -199,6 +203,8 @@ class Graph:
                 object.__setattr__(self, f, tuple(v))
         if not isinstance(self.weights, Weights):
             object.__setattr__(self, "weights", Weights(self.weights))
+        if not isinstance(self.locations, MappingProxyType):
+            object.__setattr__(self, "locations", MappingProxyType(dict(self.locations)))
 
     # -- lookups ---------------------------------------------------------
     def values(self) -> dict[str, Value]:
@@ -232,6 +238,11 @@ class Graph:
     def replace(self, **changes: object) -> Graph:
         """A copy with fields changed (``dataclasses.replace``)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def where(self, node: Node) -> str:
+        """How messages name ``node``: ``file:line:col: relu node %y`` when known."""
+        loc = self.locations.get(node.outputs[0].name) if node.outputs else None
+        return f"{loc}: {node.label}" if loc else node.label
 
     def same_as(self, other: Graph) -> bool:
         """Structural equality *and* equal weight contents."""

@@ -67,15 +67,20 @@ class _Builder(Transformer):
     def graph(self, c: list[Any]) -> Graph:
         name, inputs, *stmts, outputs = c
         consts = tuple(s for s in stmts if isinstance(s, Value))
-        nodes = tuple(s for s in stmts if isinstance(s, Node))
-        return Graph(str(name), tuple(inputs or ()), consts, nodes, tuple(outputs))
+        located = [s for s in stmts if isinstance(s, tuple)]
+        nodes = tuple(n for n, _ in located)
+        # line:col of each node, keyed by its first output; parse_graph adds the file
+        where = {n.outputs[0].name: pos for n, pos in located if n.outputs}
+        return Graph(str(name), tuple(inputs or ()), consts, nodes, tuple(outputs), locations=where)
 
     def const(self, c: list[Any]) -> Value:
         return c[0]
 
-    def node(self, c: list[Any]) -> Node:
+    def node(self, c: list[Any]) -> tuple[Node, str]:
         outs, op, ins, scope, attrs = c
-        return Node(str(op), tuple(ins or ()), tuple(outs), attrs or Attrs(), scope)
+        # the op name's token carries the node's position
+        pos = f"{op.line}:{op.column}" if isinstance(op, Token) else "?"
+        return Node(str(op), tuple(ins or ()), tuple(outs), attrs or Attrs(), scope), pos
 
     def ret(self, c: list[Any]) -> tuple[str, ...]:
         return tuple(c[0] or ())
@@ -376,7 +381,7 @@ def parse_graph(text: str, filename: str = "<string>") -> Graph:
     """Parse a graph in the text format; raises ParseError (one line, located)."""
     g = _run(text, filename, "start")
     assert isinstance(g, Graph)
-    return g
+    return g.replace(locations={k: f"{filename}:{pos}" for k, pos in g.locations.items()})
 
 
 def parse_expr(text: str, filename: str = "<string>") -> Scope:

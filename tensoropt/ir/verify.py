@@ -121,7 +121,7 @@ def _graph_problems(graph: Graph, registry: Mapping[str, OpRulesLike] | None) ->
     yield from _weight_problems(graph)
 
     for node in graph.nodes:
-        where = node.label
+        where = graph.where(node)
         ok_inputs = True
         for k, name in enumerate(node.inputs):
             if name not in defined:
@@ -131,12 +131,12 @@ def _graph_problems(graph: Graph, registry: Mapping[str, OpRulesLike] | None) ->
         if not node.outputs:
             yield VerifyError, f"{where}: defines no outputs"
         if node.op == EXPR_OP:
-            yield from _expr_node_problems(node, types, ok_inputs)
+            yield from _expr_node_problems(node, types, ok_inputs, where)
         else:
             if node.expr is not None:
                 yield VerifyError, f"{where}: only expr nodes carry a scope, but this {node.op} node has one"
             if registry is not None:
-                yield from _op_problems(node, registry, types, ok_inputs)
+                yield from _op_problems(node, registry, types, ok_inputs, where)
         for v in node.outputs:
             yield from define(v.name, f"an output of {where}", v.type)
 
@@ -175,8 +175,8 @@ def _op_problems(
     registry: Mapping[str, OpRulesLike],
     types: Mapping[str, TensorType],
     ok_inputs: bool,
+    where: str,
 ) -> Iterator[_Problem]:
-    where = node.label
     rules = registry.get(node.op)
     if rules is None:
         valid = ", ".join(sorted(set(registry) | {EXPR_OP}))
@@ -215,8 +215,9 @@ def _op_problems(
             yield ShapeError, f"{where}: output {k} %{v.name} is declared {v.type} but {node.op} infers {t}"
 
 
-def _expr_node_problems(node: Node, types: Mapping[str, TensorType], ok_inputs: bool) -> Iterator[_Problem]:
-    where = node.label
+def _expr_node_problems(
+    node: Node, types: Mapping[str, TensorType], ok_inputs: bool, where: str
+) -> Iterator[_Problem]:
     if node.expr is None:
         yield VerifyError, f"{where}: an expr node needs a scope"
         return

@@ -153,11 +153,11 @@ def test_missing_and_unreadable_files(capsys, cmd: str, bad_files, tmp_path: Pat
 def test_semantic_errors_name_the_node(capsys, cmd: str, bad_files) -> None:
     extra = {"eval": ["--random"], "opt": ["-p", "dce"]}.get(cmd, [])
     code, _, err = run(capsys, cmd, str(bad_files["unknown_op"]), *extra)
-    assert_one_line_error(code, err, "frobnicate", "%y")
+    assert_one_line_error(code, err, "unknown_op.top:2:", "frobnicate", "%y")
     code, _, err = run(capsys, cmd, str(bad_files["shape"]), *extra)
-    assert_one_line_error(code, err, "matmul", "%y")
+    assert_one_line_error(code, err, "shape.top:2:", "matmul", "%y")
     code, _, err = run(capsys, cmd, str(bad_files["undefined"]), *extra)
-    assert_one_line_error(code, err, "nope")
+    assert_one_line_error(code, err, "undefined.top:2:", "%nope", "is not defined")
 
 
 def test_eval_bad_inputs(capsys, tmp_path: Path) -> None:

@@ -439,8 +439,12 @@ def _source_array(a: Access, ctx: _Ctx, frame: _Frame) -> tuple[np.ndarray, int,
             cached = np.broadcast_to(_eval_scope(src, ctx, _EMPTY_FRAME), shape)
             ctx.closed[src] = cached
         return cached, 0, "a nested scope"
-    # Uses enclosing iterators: evaluate with the frame's axes in front.
-    return _eval_scope(src, ctx, frame), frame.ndim, "a nested scope"
+    # Uses enclosing iterators: evaluate with the frame's axes in front. The
+    # result may be size 1 on a traversal axis its body does not use; widen it
+    # to the declared extents, or in-bounds reads would look out of bounds.
+    out = _eval_scope(src, ctx, frame)
+    travs = tuple(_extent(d, ctx) for d in src.travs)
+    return np.broadcast_to(out, out.shape[: frame.ndim] + travs), frame.ndim, "a nested scope"
 
 
 def _eval_access(a: Access, ctx: _Ctx, frame: _Frame) -> Any:

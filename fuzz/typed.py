@@ -310,7 +310,7 @@ class _Gen:
         if any(isinstance(d, str) for d in shape[1:]):
             return None
         keep_sym = bool(shape) and isinstance(shape[0], str)
-        n = math.prod(int(d) for d in (shape[1:] if keep_sym else shape))  # type: ignore[arg-type]
+        n = math.prod(int(d) for d in (shape[1:] if keep_sym else shape))
         dims = _factor(n, max(1, rank - keep_sym), self.src)
         if not keep_sym and len(dims) > 1 and self.coin(1, 3):
             dims[self.src.integer(0, len(dims) - 1)] = -1
@@ -387,7 +387,7 @@ class _Gen:
         if any(isinstance(d, str) for d in shape[1:]):
             return None
         keep_sym = bool(shape) and isinstance(shape[0], str)
-        n = math.prod(int(d) for d in (shape[1:] if keep_sym else shape))  # type: ignore[arg-type]
+        n = math.prod(int(d) for d in (shape[1:] if keep_sym else shape))
         dims = _factor(n, 3 if keep_sym else 4, self.src)
         if len(dims) < (3 if keep_sym else 4):
             return None
@@ -466,8 +466,18 @@ class _Gen:
         return bool(self.expr(scope, bound=self.bound[x] * math.prod(int(d) for d in shape)))
 
     def shifted(self) -> bool:
-        """An elementwise scope over ``x``'s shape with shifted/strided reads."""
+        """An elementwise scope over ``x``'s shape with shifted/strided reads.
+
+        Half the time ``x`` is a fresh ``sigmoid`` / ``exp`` node: fusing it
+        into the out-of-bounds reads must keep reading the pad, not f(0) != 0.
+        """
         x = self.squash(self.pick())
+        if self.coin():
+            fn = self.src.choice(("sigmoid", "exp"))
+            x = self.squash(x, 3.0) if fn == "exp" else x
+            made = self.node(fn, x, bound=math.exp(self.bound[x]) if fn == "exp" else 1.0)
+            assert made is not None
+            x = made[0]
         shape = self.shape(x)
         r = len(shape)
         names = [f"i{k}" for k in range(r)]
@@ -538,6 +548,22 @@ class _Gen:
         bound, op, ins, attrs = r
         return self.node(op, *ins, bound=bound, **attrs) is not None
 
+    def near_duplicate(self) -> bool:
+        """An earlier node again with one attribute changed: CSE must keep both."""
+        x = self.squash(self.pick())
+        r = len(self.shape(x))
+        kind = self.src.integer(0, 2)
+        if kind == 0 and r >= 2:
+            a = self.src.integer(0, r - 1)
+            first = self.node("softmax", x, bound=1.0, axis=a)
+            return first is not None and self.node("softmax", x, bound=1.0, axis=(a + 1) % r) is not None
+        if kind == 1:
+            lo = self.src.choice((-1.0, 0.0))
+            self.node("clip", x, min=lo, max=0.5)
+            return self.node("clip", x, min=lo, max=0.25) is not None
+        self.node("leaky_relu", x, alpha=0.5)
+        return self.node("leaky_relu", x) is not None
+
     # -- the whole graph ---------------------------------------------------
     def run(self) -> Graph:
         src = self.src
@@ -556,7 +582,7 @@ class _Gen:
             (self.softmax, 2), (self.layernorm, 1), (self.reduce, 2), (self.transpose, 1),
             (self.reshape, 1), (self.concat, 1), (self.split, 1), (self.slice, 1),
             (self.conv, 1), (self.pooling, 1), (self.einsum, 2), (self.shifted, 2),
-            (self.const_chain, 2), (self.duplicate, 3),
+            (self.const_chain, 2), (self.duplicate, 3), (self.near_duplicate, 1),
         ]
         table = [a for a, w in actions for _ in range(w)]
         target = src.integer(1, max(1, self.max_nodes))

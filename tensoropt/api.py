@@ -125,13 +125,11 @@ def read_inputs(path: str | os.PathLike[str], graph: Graph) -> dict[str, np.ndar
 
 
 def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays to ``path`` atomically: a temp file in the same folder, then rename."""
+    """Write arrays to an ``.npz`` atomically (any array names, no pickles)."""
     from .atomic import atomic_write
+    from .ir.io import write_npz as _write
 
-    def write(f) -> None:  # type: ignore[no-untyped-def]
-        np.savez(f, **arrays)
-
-    atomic_write(Path(path), write)
+    atomic_write(Path(path), lambda tmp: _write(tmp, arrays))
 
 
 def summarize(arrays: Mapping[str, np.ndarray]) -> list[dict[str, object]]:

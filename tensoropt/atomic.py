@@ -1,7 +1,9 @@
 """Atomic file writes: a reader sees the old file or the whole new one, never half.
 
-Writes go to a temporary file in the destination's folder (same filesystem,
-so ``os.replace`` is atomic) which is removed if the writer raises.
+Content goes to a temporary file beside the target (same filesystem, so
+``os.replace`` is atomic), is fsynced, and only then renamed over the target.
+The temp file is removed if anything fails. This module imports nothing of
+tensoropt, so every layer (``ir`` included) may use it.
 """
 
 from __future__ import annotations
@@ -9,32 +11,43 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Callable
+from typing import Callable
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(f)`` on a temp file, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+def stage(target: Path, write: Callable[[Path], object]) -> Path:
+    """Run ``write(tmp)`` on a fresh temp file beside ``target``; return ``tmp``.
+
+    The caller renames it into place (``os.replace``) or deletes it. The temp
+    file gets the target's current mode (0o644 for a new file), since
+    ``mkstemp`` creates it private and ``os.replace`` keeps that mode.
+    """
+    target = Path(target)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        # mkstemp makes the file 0600; give it the mode a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+            mode = target.stat().st_mode & 0o7777
+        except OSError:
+            mode = 0o644
+        os.chmod(tmp, mode)
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
+    """Write ``target`` through ``write(tmp_path)``, all or nothing."""
+    tmp = stage(target, write)
+    try:
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+def atomic_write_text(target: Path, text: str) -> None:
+    atomic_write(target, lambda p: p.write_bytes(text.encode("utf-8")))

@@ -134,7 +134,8 @@ class Const(Expr):
     """A number. ``int`` in index expressions; ``int`` or ``float`` in bodies.
 
     ``Const(1)`` and ``Const(1.0)`` are different nodes (the printer writes
-    ``1`` and ``1.0``); NaN equals NaN so that structural equality is reflexive.
+    ``1`` and ``1.0``); so are ``0.0`` and ``-0.0``. NaN equals NaN so that
+    structural equality is reflexive.
     """
 
     value: int | float
@@ -145,9 +146,10 @@ class Const(Expr):
 
     def _key(self) -> tuple:
         v = self.value
-        if isinstance(v, float) and math.isnan(v):
-            return ("float", "nan")
-        return (type(v).__name__, v)
+        if isinstance(v, float):
+            # repr tells -0.0 from 0.0 (they print differently) and makes NaN equal NaN
+            return ("float", repr(v))
+        return ("int", v)
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,12 +39,12 @@ class Value:
 
 
 def _nan_safe(v: object) -> object:
-    """Comparison key of an attribute value: typed (``1``, ``1.0`` and ``True``
-    differ, as they print differently) and with NaN equal to itself."""
+    """Comparison key of an attribute value: values that print differently
+    differ (``1``, ``1.0``, ``True``; ``0.0`` and ``-0.0``); NaN equals NaN."""
     if isinstance(v, tuple):
         return tuple(_nan_safe(x) for x in v)
-    if isinstance(v, float) and v != v:
-        return ("float", "nan")
+    if isinstance(v, float):
+        return ("float", repr(v))  # -0.0 is not 0.0; NaN is NaN
     return (type(v).__name__, v)
 
 

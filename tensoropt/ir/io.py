@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable, Mapping, Union
+from typing import Mapping, Union
 
 import numpy as np
 
+from ..atomic import stage
 from ..errors import InputFileError
 from .graph import Graph, Value
 from .parser import parse_graph
@@ -100,45 +100,14 @@ def load_graph(path: PathLike) -> Graph:
 # ---------------------------------------------------------------- saving
 
 
-def _write_npz(f: "os.PathLike[str] | str", arrays: Mapping[str, np.ndarray]) -> None:
+def write_npz(f: "os.PathLike[str] | str", arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an ``.npz`` (no pickles) to a path or file object."""
     # Written entry by entry rather than with np.savez(**arrays): tensor names
     # may be any string, including `file` or `allow_pickle`.
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, arr in arrays.items():
             with zf.open(name + ".npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
-
-
-def _write_bytes(f: Path, data: bytes) -> None:
-    f.write_bytes(data)
-
-
-def _temp_for(target: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
-def _write_temp(target: Path, write: Callable[[Path], None]) -> Path:
-    """Write via ``write`` into a fresh temp file beside ``target``; fsync it.
-
-    The temp file gets the target's current mode (0o644 for a new file), since
-    ``mkstemp`` creates it private and ``os.replace`` keeps that mode.
-    """
-    tmp = _temp_for(target)
-    try:
-        try:
-            mode = target.stat().st_mode & 0o7777
-        except OSError:
-            mode = 0o644
-        os.chmod(tmp, mode)
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
 
 
 def _weights_for_save(g: Graph) -> dict[str, np.ndarray]:
@@ -165,8 +134,8 @@ def save_graph(g: Graph, path: PathLike) -> None:
     try:
         if arrays is not None:
             npz = weights_path(p)
-            temps.append((_write_temp(npz, lambda t: _write_npz(t, arrays)), npz))
-        temps.append((_write_temp(p, lambda t: _write_bytes(t, text)), p))
+            temps.append((stage(npz, lambda t: write_npz(t, arrays)), npz))
+        temps.append((stage(p, lambda t: t.write_bytes(text)), p))
         # weights first: a reader that sees the new text also sees its weights
         for tmp, target in temps:
             os.replace(tmp, target)

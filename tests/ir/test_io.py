@@ -70,7 +70,7 @@ def test_mismatched_shape(tmp_path: Path) -> None:
     path = tmp_path / "m.top"
     path.write_text(TEXT, encoding="utf-8")
     arrays: dict[str, np.ndarray] = {"w": np.zeros((2, 3), np.float32), "a/b": np.zeros(2, np.int64), "file": np.array(False)}
-    io_mod._write_npz(weights_path(path), arrays)
+    io_mod.write_npz(weights_path(path), arrays)
     with pytest.raises(InputFileError, match=r"m\.npz: constant %w is declared f32\[3, 2\] but the array has shape \[2, 3\]"):
         load_graph(path)
 
@@ -79,7 +79,7 @@ def test_mismatched_dtype(tmp_path: Path) -> None:
     path = tmp_path / "m.top"
     path.write_text(TEXT, encoding="utf-8")
     arrays: dict[str, np.ndarray] = {"w": np.zeros((3, 2), np.float64), "a/b": np.zeros(2, np.int64), "file": np.array(False)}
-    io_mod._write_npz(weights_path(path), arrays)
+    io_mod.write_npz(weights_path(path), arrays)
     with pytest.raises(InputFileError, match=r"constant %w is declared f32\[3, 2\] but the array has dtype float64"):
         load_graph(path)
 
@@ -121,7 +121,7 @@ def test_failing_save_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest
             fh.write(b"half")  # a partial write, then the failure
         raise OSError("disk full")
 
-    monkeypatch.setattr(io_mod, "_write_npz", boom)
+    monkeypatch.setattr(io_mod, "write_npz", boom)
     g2 = _graph().replace(name="changed")  # type: ignore[attr-defined]
     with pytest.raises(OSError, match="disk full"):
         save_graph(g2, path)

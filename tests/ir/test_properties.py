@@ -185,3 +185,14 @@ def test_seeded_typed_generator_is_deterministic(seed: int) -> None:
 def test_seeded_typed_generator_varies_with_the_seed() -> None:
     texts = {print_graph(random_typed_graph(seed)) for seed in range(50)}
     assert len(texts) >= 45
+
+
+def test_signed_zero_constants_are_distinct() -> None:
+    """Regression (found by the property above): 0.0 == -0.0 in Python, but
+    the printer writes them differently, so the IR must tell them apart."""
+    from tensoropt.ir.expr import Const
+    from tensoropt.ir.graph import Attrs
+
+    assert Const(0.0) != Const(-0.0) and Const(0) != Const(0.0)
+    assert Attrs({"v": 0.0}) != Attrs({"v": -0.0})
+    assert Const(float("nan")) == Const(float("nan"))

@@ -217,8 +217,13 @@ def fuse_pair(
     types: Mapping[str, TensorType],
     registry: Mapping[str, Any],
     max_depth: int,
+    recompute: bool = False,
 ) -> Node | None:
-    """``consumer`` as an ``expr`` node with ``producer`` inlined, or None."""
+    """``consumer`` as an ``expr`` node with ``producer`` inlined, or None.
+
+    A consumer that reads the producer at several places would evaluate the
+    producer's body once per read; that happens only with ``recompute``.
+    """
     if not (_all_float(producer, types) and _all_float(consumer, types)):
         return None
     ps = node_scope(producer, types, registry)
@@ -227,8 +232,8 @@ def fuse_pair(
         return None
     out = producer.outputs[0].name
     reads = sum(1 for n in walk(cs) if isinstance(n, Access) and n.source == out)
-    if ps.sums and reads > 1:
-        return None  # would nest (and recompute) one reduction per read
+    if reads > 1 and (ps.sums or not recompute):
+        return None  # would recompute the producer once per read (a reduction: never)
     ps = freshen(ps, binders(cs) | binders(ps))
     # Always exact: an out-of-bounds read of a nested scope gives the pad value
     # just like a read of the tensor it defines.
@@ -258,11 +263,15 @@ class FuseElementwise(Pass):
     Guarantees: graph inputs and outputs, the consumer's output name and type
     are unchanged; values are unchanged (inlining is exact); only float
     tensors are fused; no fused scope nests deeper than ``max_depth`` (1 = a
-    flat scope).
+    flat scope); no work is duplicated unless ``recompute`` is set (then an
+    elementwise producer read k times is evaluated k times).
     """
 
     name: ClassVar[str] = "fuse-elementwise"
     max_depth: int = 2
+    #: also fuse into a consumer that reads the producer more than once,
+    #: recomputing it per read (saves a tensor's memory traffic, costs flops)
+    recompute: bool = False
 
     def apply(self, graph: Graph) -> Graph:
         from tensoropt.ops import REGISTRY
@@ -285,7 +294,7 @@ class FuseElementwise(Pass):
             if out in outputs or len(us) != 1:
                 continue
             consumer = us[0]
-            new = fuse_pair(producer, consumer, types, registry, self.max_depth)
+            new = fuse_pair(producer, consumer, types, registry, self.max_depth, self.recompute)
             if new is None:
                 continue
             nodes = tuple(new if n is consumer else n for n in graph.nodes if n is not producer)

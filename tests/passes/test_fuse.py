@@ -95,3 +95,23 @@ graph g(%x: f32[batch, 3], %w: f32[3, 5], %b: f32[5]) {
     assert [n.op for n in out.nodes] == ["expr"]
     assert out.nodes[0].inputs == ("x", "w", "b")
     sound(g, out)
+
+
+TWICE = """
+graph g(%x: f32[4, 3]) {
+  %r: f32[4, 3] = relu(%x)
+  %y: f32[4, 3] = expr(%r) L[i:4, j:3] { %r[i, j] * %r[i, j] + %r[i, 0] }
+  return %y
+}
+"""
+
+
+def test_no_recompute_by_default(sound) -> None:
+    """A producer read three times stays a tensor unless recompute is asked for."""
+    g = parse_graph(TWICE)
+    assert FuseElementwise().apply(g) == g
+    out = FuseElementwise(recompute=True).apply(g)
+    (y,) = out.nodes
+    assert y.inputs == ("x",) and nested(y.expr) == 0
+    assert sum(1 for n in walk(y.expr) if isinstance(n, Access) and n.source == "x") == 3
+    sound(g, out)

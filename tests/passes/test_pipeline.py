@@ -143,7 +143,7 @@ def test_run_pipeline_reports_and_hooks() -> None:
     seen: list[tuple[str, int]] = []
     out, reports = run_pipeline(
         parse_graph(G),
-        parse_pipeline("dce,cse,fuse-elementwise"),
+        parse_pipeline("dce,cse,fuse-elementwise{recompute=true}"),
         on_pass=lambda p, g, r: seen.append((p.name, len(g.nodes))),
     )
     assert [(r.name, r.nodes_before, r.nodes_after) for r in reports] == [

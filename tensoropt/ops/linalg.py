@@ -11,12 +11,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ShapeError, TensoroptError
 from ..ir.expr import Access, Expr, Iter, IterDef, Scope
 from ..ir.graph import Attrs
 from ..ir.types import Dim, Shape, TensorType
 from .common import bcast_index, bcast_read, io_bytes, need_rank, same_dtype, trav
-from .common import abool, afloat
+from .common import abool, afloat, astr
 from .registry import AttrSpec, Cost, OpRules, register
 from .shapes import broadcast, broadcast_to, fmt_shape, numel1
 
@@ -164,4 +164,44 @@ register(OpRules(
     attrs=(AttrSpec("alpha", "float", 1.0), AttrSpec("beta", "float", 1.0),
            AttrSpec("trans_a", "bool", False), AttrSpec("trans_b", "bool", False)),
     doc="ONNX Gemm: alpha * A' @ B' + beta * C (C broadcast to [M, N])",
+))
+
+
+# -- einsum -------------------------------------------------------------------------
+# The registry face of einsum sugar: the Expr is exactly ``einsum_to_expr``, so
+# every einsum a frontend meets is visible to the derivation engine.
+
+
+def _einsum_scope(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
+    from ..ir.einsum import einsum_to_expr
+
+    try:
+        return einsum_to_expr(astr(a, "equation"), [(n, t.shape) for n, t in zip(names, ts)])
+    except TensoroptError as e:
+        raise ShapeError(str(e)) from None
+
+
+def _einsum_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
+    same_dtype(ts, range(1, len(ts)))
+    s = _einsum_scope([f"in{k}" for k in range(len(ts))], ts, a)
+    return [TensorType(ts[0].dtype, s.shape)]
+
+
+def _einsum_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
+    return [np.asarray(np.einsum(astr(a, "equation"), *xs, optimize=True)).astype(xs[0].dtype, copy=False)]
+
+
+def _einsum_cost(ts: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> Cost:
+    s = _einsum_scope([f"in{k}" for k in range(len(ts))], ts, a)
+    points = 1
+    for d in s.travs + s.sums:
+        points *= d.extent if isinstance(d.extent, int) else 1
+    return Cost(points * max(len(ts), 1), io_bytes(ts, outs))
+
+
+register(OpRules(
+    name="einsum", category="compute", inputs=(1, None), infer=_einsum_infer, eval=_einsum_eval,
+    expr=_einsum_scope, cost=_einsum_cost,
+    attrs=(AttrSpec("equation", "str", doc='NumPy/ONNX einsum spec, e.g. "bik,bkj->bij"'),),
+    doc="Einstein summation (NumPy/ONNX Einsum); its Expr is the einsum sugar",
 ))

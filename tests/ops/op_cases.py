@@ -203,6 +203,11 @@ add("matmul", [rnd(4), rnd(2, 4, 3)], torch1(torch.matmul), "vec-left")
 add("matmul", [rnd(2, 3, 4), rnd(4)], torch1(torch.matmul), "vec-right")
 add("matmul", [rnd(4), rnd(4)], torch1(torch.matmul), "dot")
 add("batch_matmul", [rnd(2, 3, 4), rnd(2, 4, 5)], torch1(torch.bmm))
+add("einsum", [rnd(2, 3, 4), rnd(2, 4, 5)], torch1(lambda a, b: torch.einsum("bik,bkj->bij", a, b)), "bmm",
+    equation="bik,bkj->bij")
+add("einsum", [rnd(3, 3)], lambda xs: [np.array(np.trace(xs[0]), np.float32)], "trace", equation="ii")
+add("einsum", [rnd(2, 3, 4), rnd(4)], torch1(lambda a, b: torch.einsum("...k,k->...", a, b)), "ellipsis",
+    equation="...k,k->...")
 add("gemm", [rnd(3, 4), rnd(4, 5), rnd(5)],
     lambda xs: [0.5 * xs[0] @ xs[1] + 2.0 * xs[2]], "bias", alpha=0.5, beta=2.0)
 add("gemm", [rnd(4, 3), rnd(5, 4)], lambda xs: [xs[0].T @ xs[1].T], "trans",

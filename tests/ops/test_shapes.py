@@ -49,6 +49,7 @@ def test_broadcast_error_through_infer() -> None:
 
 @pytest.mark.parametrize("op, ins, attrs, want", [
     ("matmul", ["f32[batch, 512]", "f32[512, 256]"], {}, "f32[batch, 256]"),
+    ("einsum", ["f32[batch, seq, 64]", "f32[64, 32]"], {"equation": "bsk,kn->bsn"}, "f32[batch, seq, 32]"),
     ("matmul", ["f32[batch, heads, seq, 64]", "f32[batch, heads, 64, seq]"], {},
      "f32[batch, heads, seq, seq]"),
     ("reshape", ["f32[batch, 12, 64]"], {"shape": [0, -1]}, "f32[batch, 768]"),
@@ -108,6 +109,8 @@ def test_window_out_ceil_mode() -> None:
     ("gemm", ["f32[batch, 512]", "f32[784, 256]"], {},
      r"input 1 has shape \[784, 256\], expected 2-D with dim 0 == 512"),
     ("batch_matmul", ["f32[2, 3, 4]", "f32[3, 4, 5]"], {}, r"input 1 has shape \[3, 4, 5\]"),
+    ("einsum", ["f32[2, 3]", "f32[4, 5]"], {"equation": "ij,jk->ik"}, r"j"),
+    ("einsum", ["f32[2, 3]"], {"equation": "ijk->i"}, r"rank|ndim|dims"),
     ("matmul", ["f32[2, 3]", "f64[3, 4]"], {}, "input 1 has dtype f64, expected f32"),
     ("conv2d", ["f32[1, 3, 8, 8]", "f32[4, 2, 3, 3]"], {},
      r"input 1 has shape \[4, 2, 3, 3\], expected dim 1 == 3"),

@@ -163,13 +163,14 @@ def graph_cost(graph: Graph) -> dict[str, int]:
     """
     from .ir.cost import expr_flops
     from .ops import REGISTRY
+    from .ops.common import io_bytes
 
     types = {k: v.type for k, v in graph.values().items()}
     flops = nbytes = 0
     for n in graph.nodes:
         if n.expr is not None:
             flops += expr_flops(n.expr)
-            nbytes += sum(_nbytes(types[t]) for t in n.inputs) + sum(_nbytes(o.type) for o in n.outputs)
+            nbytes += io_bytes([types[t] for t in n.inputs], [o.type for o in n.outputs])
             continue
         rules = REGISTRY.get(n.op)
         if rules is None:
@@ -178,13 +179,6 @@ def graph_cost(graph: Graph) -> dict[str, int]:
         flops += c.flops
         nbytes += c.bytes
     return {"flops": flops, "bytes": nbytes}
-
-
-def _nbytes(t: TensorType) -> int:
-    n = 1
-    for d in t.shape:
-        n *= d if isinstance(d, int) else 1
-    return n * t.np_dtype.itemsize
 
 
 def graph_summary(graph: Graph) -> dict[str, object]:

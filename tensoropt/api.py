@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import EvalError, InputFileError
 from .ir.graph import Graph
-from .ir.types import TensorType
+from .ir.types import FLOAT_DTYPES, TensorType
 
 #: file suffixes the loader understands. Frontends (ONNX, PyTorch) add theirs.
 TEXT_SUFFIXES = (".top",)
@@ -100,7 +100,7 @@ def random_inputs(graph: Graph, *, seed: int = 0, bindings: Mapping[str, int] | 
 
 def _random_array(t: TensorType, binds: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
     shape = t.concrete(dict(binds))
-    if t.dtype in ("f16", "f32", "f64"):
+    if t.dtype in FLOAT_DTYPES:
         return rng.standard_normal(shape).astype(t.np_dtype)
     if t.dtype == "bool":
         return rng.integers(0, 2, shape).astype(bool)
@@ -130,6 +130,12 @@ def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) ->
     from .ir.io import write_npz as _write
 
     atomic_write(Path(path), lambda tmp: _write(tmp, arrays))
+
+
+def report_rows(reports: Sequence[Any]) -> list[dict[str, object]]:
+    """Pass reports (``run_pipeline``'s) as plain rows for tables and JSON."""
+    return [{"pass": r.name, "ms": r.seconds * 1e3, "nodes_before": r.nodes_before,
+             "nodes_after": r.nodes_after} for r in reports]
 
 
 def summarize(arrays: Mapping[str, np.ndarray]) -> list[dict[str, object]]:

@@ -18,8 +18,9 @@ def stage(target: Path, write: Callable[[Path], object]) -> Path:
     """Run ``write(tmp)`` on a fresh temp file beside ``target``; return ``tmp``.
 
     The caller renames it into place (``os.replace``) or deletes it. The temp
-    file gets the target's current mode (0o644 for a new file), since
-    ``mkstemp`` creates it private and ``os.replace`` keeps that mode.
+    file gets the target's current mode, since
+    ``mkstemp`` creates it private and ``os.replace`` keeps that mode. A new
+    file gets what ``open()`` would give it: 0o666 less the umask.
     """
     target = Path(target)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -29,7 +30,7 @@ def stage(target: Path, write: Callable[[Path], object]) -> Path:
         try:
             mode = target.stat().st_mode & 0o7777
         except OSError:
-            mode = 0o644
+            mode = 0o666 & ~_umask()
         os.chmod(tmp, mode)
         write(tmp)
         with open(tmp, "rb") as fh:
@@ -38,6 +39,12 @@ def stage(target: Path, write: Callable[[Path], object]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:

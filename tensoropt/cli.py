@@ -87,7 +87,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.output:
         from .atomic import atomic_write_text
 
-        atomic_write_text(Path(args.output), text)
+        out = _check_output_path(args.output, (".dot", ".gv") if args.format == "dot" else api.TEXT_SUFFIXES)
+        atomic_write_text(out, text)
     if args.json:
         _emit_json({"file": args.file, "format": args.format, "text": text, "summary": api.graph_summary(g)})
     elif not args.output:
@@ -117,6 +118,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     api.verify(g)
     out_path = _check_output_path(args.output, (".npz",)) if args.output else None
     binds = _parse_bindings(args.bind)
+    unknown = sorted(set(binds) - set(api.symbols_of(g)))
+    if unknown:
+        known = ", ".join(api.symbols_of(g)) or "none"
+        raise EvalError(f"--bind {unknown[0]}: the graph has no symbolic dim {unknown[0]!r} (its symbols: {known})")
+    if args.inputs and binds:
+        raise EvalError("--bind sizes symbolic dims of --random inputs; with --inputs they come from the arrays")
     if args.inputs:
         inputs = api.read_inputs(args.inputs, g)
     elif args.random:
@@ -160,8 +167,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
     new, reports = run_pipeline(g, passes)
     if out_path is not None:
         api.save(new, out_path)
-    rows = [{"pass": r.name, "ms": r.seconds * 1e3, "nodes_before": r.nodes_before,
-             "nodes_after": r.nodes_after} for r in reports]
+    rows = api.report_rows(reports)
     if args.json:
         _emit_json({"file": args.file, "pipeline": args.pipeline, "passes": rows,
                     "written": str(out_path) if out_path else None, "summary": api.graph_summary(new)})

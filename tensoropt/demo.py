@@ -50,13 +50,12 @@ def run_demo(file: str | None = None, *, pipeline: str | None = None, as_json: b
     new, reports = api.optimize(g, pipeline, verify=True)
     after, t_after = _timed_eval(new, inputs)
     diff = api.max_abs_diff(before, after, g.outputs)
-    scale = max(float(np.max(np.abs(before[o]))) for o in g.outputs) or 1.0
+    scale = max((float(np.max(np.abs(before[o]))) for o in g.outputs if before[o].size), default=0.0) or 1.0
     result = {
         "example": str(path),
         "pipeline": pipeline,
         "inputs": {k: list(v.shape) for k, v in inputs.items()},
-        "passes": [{"pass": r.name, "ms": r.seconds * 1e3, "nodes_before": r.nodes_before,
-                    "nodes_after": r.nodes_after} for r in reports],
+        "passes": api.report_rows(reports),
         "before": {**api.graph_summary(g), "eval_seconds": t_before},
         "after": {**api.graph_summary(new), "eval_seconds": t_after},
         "max_abs_diff": diff,

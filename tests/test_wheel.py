@@ -4,6 +4,7 @@ the tensoropt namespace, and the grammar file), and each imports from it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,8 +28,17 @@ def expected_files() -> set[str]:
 
 
 def test_wheel_has_and_imports_every_module(tmp_path: Path) -> None:
+    # Build from a copy of the tracked files: setuptools leaves build/ and
+    # *.egg-info beside the sources, which must not litter the checkout.
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, src / f)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("tensoropt-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = expected_files() - names

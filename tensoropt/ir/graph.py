@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping, Union
 import numpy as np
 
 from .expr import Scope
-from .types import TensorType
+from .types import TensorType, dtype_of, format_shape
 
 AttrScalar = Union[int, float, str, bool]
 AttrValue = Union[AttrScalar, tuple[AttrScalar, ...]]
@@ -96,10 +96,6 @@ class Attrs(Mapping[str, AttrValue]):
     def __repr__(self) -> str:
         return f"Attrs({dict(self._items)!r})"
 
-    def set(self, **updates: object) -> Attrs:
-        d: dict[str, object] = dict(self._items)
-        d.update(updates)
-        return Attrs(d)
 
 
 @dataclass(frozen=True)
@@ -129,6 +125,23 @@ class Node:
         """How error messages name this node: its op and first output."""
         first = self.outputs[0].name if self.outputs else "?"
         return f"{self.op} node %{first}"
+
+
+def weight_mismatch(const: Value, arr: np.ndarray) -> str | None:
+    """Why ``arr`` cannot be the data of ``const`` (None when it can).
+
+    Constants have static shapes; the array must match dtype and shape exactly.
+    The one rule shared by the loader, the verifier and the interpreter.
+    """
+    if not const.type.is_static:
+        return f"constant %{const.name} has symbolic type {const.type}; constants need static shapes"
+    try:
+        dt = dtype_of(arr.dtype)
+    except ValueError:
+        dt = str(arr.dtype)
+    if dt != const.type.dtype or tuple(arr.shape) != const.type.shape:
+        return f"constant %{const.name} is declared {const.type} but its array is {dt}{format_shape(arr.shape)}"
+    return None
 
 
 class Weights(Mapping[str, np.ndarray]):
@@ -172,10 +185,6 @@ class Weights(Mapping[str, np.ndarray]):
             h.update(a.tobytes())
         return h.hexdigest()
 
-    def merged(self, other: Mapping[str, np.ndarray]) -> Weights:
-        d = dict(self._arrays)
-        d.update(other)
-        return Weights(d)
 
     def only(self, names: Iterable[str]) -> Weights:
         keep = set(names)

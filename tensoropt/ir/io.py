@@ -23,7 +23,7 @@ import numpy as np
 
 from ..atomic import stage
 from ..errors import InputFileError
-from .graph import Graph, Value
+from .graph import Graph, Value, weight_mismatch
 from .parser import parse_graph
 from .printer import print_graph
 
@@ -74,18 +74,9 @@ def _read_npz(path: Path, consts: tuple[Value, ...]) -> dict[str, np.ndarray]:
 
 
 def _check_array(path: Path, c: Value, arr: np.ndarray) -> None:
-    want = c.type
-    if arr.dtype != want.np_dtype:
-        raise InputFileError(
-            f"{path}: constant %{c.name} is declared {want} but the array has dtype {arr.dtype}"
-        )
-    shape_ok = arr.ndim == want.rank and all(
-        isinstance(d, str) or d == n for d, n in zip(want.shape, arr.shape)
-    )
-    if not shape_ok:
-        raise InputFileError(
-            f"{path}: constant %{c.name} is declared {want} but the array has shape {list(arr.shape)}"
-        )
+    problem = weight_mismatch(c, arr)
+    if problem:
+        raise InputFileError(f"{path}: {problem}")
 
 
 def load_graph(path: PathLike) -> Graph:

@@ -51,6 +51,11 @@ def dtype_of(np_dtype: np.dtype | type) -> str:
     raise ValueError(f"unsupported dtype {want}; supported: {', '.join(DTYPES)}")
 
 
+def format_shape(shape: tuple[Dim, ...] | tuple[int, ...]) -> str:
+    """``[batch, 784]``: how shapes appear in text and messages."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
 @dataclass(frozen=True)
 class TensorType:
     """A dtype and a shape. ``f32[batch, 784]`` in the text format."""
@@ -107,4 +112,4 @@ class TensorType:
         return n
 
     def __str__(self) -> str:
-        return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"
+        return f"{self.dtype}{format_shape(self.shape)}"

@@ -35,8 +35,9 @@ from .expr import (
     Scope,
     tensor_names,
 )
-from .graph import Attrs, AttrValue, Graph, Node
-from .types import Dim, TensorType, dtype_of
+from .graph import Attrs, AttrValue, Graph, Node, weight_mismatch
+from .printer import print_expr
+from .types import TensorType, format_shape
 
 
 
@@ -96,10 +97,6 @@ def expr_problems(scope: Expr, tensor_types: Mapping[str, TensorType], where: st
 # Graph level
 
 
-def _dims_str(shape: Sequence[Dim]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
 def _graph_problems(graph: Graph, registry: Mapping[str, OpRulesLike] | None) -> Iterator[_Problem]:
     defined: dict[str, str] = {}  # name -> how it was defined, for messages
     types: dict[str, TensorType] = {}
@@ -153,18 +150,9 @@ def _weight_problems(graph: Graph) -> Iterator[_Problem]:
         if v.name not in graph.weights:
             yield VerifyError, f"constant %{v.name} has no weight array"
             continue
-        arr = graph.weights[v.name]
-        try:
-            dt = dtype_of(arr.dtype)
-        except ValueError:
-            dt = str(arr.dtype)
-        if not v.type.is_static:
-            yield VerifyError, f"constant %{v.name} has symbolic type {v.type}; constants need static shapes"
-        elif tuple(arr.shape) != v.type.shape or dt != v.type.dtype:
-            yield VerifyError, (
-                f"constant %{v.name} is declared {v.type} but its weight array is "
-                f"{dt}{_dims_str(arr.shape)}"
-            )
+        problem = weight_mismatch(v, graph.weights[v.name])
+        if problem:
+            yield VerifyError, problem
     for name in graph.weights:
         if name not in declared:
             yield VerifyError, f"weight %{name} has an array but no const declaration"
@@ -239,7 +227,7 @@ def _expr_node_problems(
         out = node.outputs[0]
         if tuple(node.expr.shape) != tuple(out.type.shape):
             yield ShapeError, (
-                f"{where}: the scope has shape {_dims_str(node.expr.shape)} but output %{out.name} "
+                f"{where}: the scope has shape {format_shape(node.expr.shape)} but output %{out.name} "
                 f"is declared {out.type}"
             )
 
@@ -249,13 +237,8 @@ def _expr_node_problems(
 
 
 def _show(e: Expr) -> str:
-    """Text form of an expression for messages; ``repr`` when no printer is around."""
-    try:
-        from .printer import print_expr  # a sibling module; may not exist yet
-
-        return print_expr(e)
-    except Exception:  # noqa: BLE001 - messages must never crash the verifier
-        return repr(e)
+    """Text form of an expression for messages."""
+    return print_expr(e)
 
 
 def _iterdef_str(d: IterDef) -> str:

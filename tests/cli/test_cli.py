@@ -203,3 +203,20 @@ def test_console_script_entry_point(tmp_path: Path) -> None:
     assert exe, "console script not installed"
     p = subprocess.run([exe, "check", str(tmp_path / "missing.top")], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "missing.top" in p.stderr
+
+
+def test_show_output_path_checked(capsys, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "show", str(EX / "mlp.top"), "-o", str(tmp_path / "nope" / "x.top"))
+    assert_one_line_error(code, err, "nope/x.top", "does not exist")
+    code, _, err = run(capsys, "show", str(EX / "mlp.top"), "--format", "dot", "-o", str(tmp_path / "x.top"))
+    assert_one_line_error(code, err, ".dot")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bind_names_a_real_symbol(capsys, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "eval", str(EX / "mlp.top"), "--random", "--bind", "seq=3")
+    assert_one_line_error(code, err, "'seq'", "batch")
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 64), np.float32))
+    code, _, err = run(capsys, "eval", str(EX / "mlp.top"), "--inputs", str(tmp_path / "in.npz"), "--bind",
+                       "batch=3")
+    assert_one_line_error(code, err, "--bind", "--inputs")

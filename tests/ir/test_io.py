@@ -71,7 +71,7 @@ def test_mismatched_shape(tmp_path: Path) -> None:
     path.write_text(TEXT, encoding="utf-8")
     arrays: dict[str, np.ndarray] = {"w": np.zeros((2, 3), np.float32), "a/b": np.zeros(2, np.int64), "file": np.array(False)}
     io_mod.write_npz(weights_path(path), arrays)
-    with pytest.raises(InputFileError, match=r"m\.npz: constant %w is declared f32\[3, 2\] but the array has shape \[2, 3\]"):
+    with pytest.raises(InputFileError, match=r"m\.npz: constant %w is declared f32\[3, 2\] but its array is f32\[2, 3\]"):
         load_graph(path)
 
 
@@ -80,7 +80,7 @@ def test_mismatched_dtype(tmp_path: Path) -> None:
     path.write_text(TEXT, encoding="utf-8")
     arrays: dict[str, np.ndarray] = {"w": np.zeros((3, 2), np.float64), "a/b": np.zeros(2, np.int64), "file": np.array(False)}
     io_mod.write_npz(weights_path(path), arrays)
-    with pytest.raises(InputFileError, match=r"constant %w is declared f32\[3, 2\] but the array has dtype float64"):
+    with pytest.raises(InputFileError, match=r"constant %w is declared f32\[3, 2\] but its array is f64\[3, 2\]"):
         load_graph(path)
 
 

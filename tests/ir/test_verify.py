@@ -134,7 +134,7 @@ def test_constants_need_matching_weights() -> None:
     node = [Node("add", ("x", "w"), (Value("y", f32(4, 3)),))]
     verify(graph(node, constants=c), None)  # no weights at all: parsed text, allowed
     g = graph(node, constants=c, weights={"w": np.zeros((2, 3), np.float32)})
-    assert one_error(g) == "constant %w is declared f32[2, 2] but its weight array is f32[2, 3]"
+    assert one_error(g) == "constant %w is declared f32[2, 2] but its array is f32[2, 3]"
     g = graph(node, constants=c + (Value("v", f32(1)),), weights={"w": np.zeros((2, 2), np.float32)})
     assert one_error(g) == "constant %v has no weight array"
 

@@ -20,7 +20,7 @@ import numpy as np
 from .ir.expr import Scope, tensor_names
 from .ir.graph import Graph, Node, Value
 from .ir.types import Dim, TensorType, dtype_of
-from .ops import get_op
+from .ops import infer_node_types
 
 
 class GraphBuilder:
@@ -67,9 +67,9 @@ class GraphBuilder:
 
     def op_multi(self, op: str, *inputs: str, names: Sequence[str] | None = None, **attrs: object) -> list[str]:
         """Add a registry op; returns its output names (split has several)."""
-        rules = get_op(op)  # UnknownOpError lists the valid ops
-        full = rules.with_defaults(attrs)  # type: ignore[arg-type]
-        out_types = rules.infer([self._types[i] for i in inputs], full)
+        # Arity, attribute defaults and kinds, then infer: the verifier's checks.
+        # UnknownOpError lists the valid ops.
+        out_types = infer_node_types(op, [self._types[i] for i in inputs], attrs)  # type: ignore[arg-type]
         bases = list(names) if names else [f"{op}{len(self._nodes)}"] * len(out_types)
         outs = []
         for k, (base, t) in enumerate(zip(bases, out_types)):

@@ -39,7 +39,7 @@ import scipy.special
 
 from .errors import EvalError, TensoroptError
 from .ir.expr import FUNCTIONS, Access, BinOp, Call, Const, Expr, Iter, IterDef, Scope, free_iters
-from .ir.graph import Graph, Node
+from .ir.graph import Graph, Node, weight_mismatch
 from .ir.types import DTYPES, FLOAT_DTYPES, TensorType
 
 __all__ = [
@@ -558,10 +558,28 @@ def evaluate_node(
     """Evaluate one node on its input arrays (in ``node.inputs`` order).
 
     Outputs are cast to the declared dtypes (floats to float64 when ``f64``).
-    Errors from the op are re-raised with the node's label in front.
+    Errors from the op are re-raised with the node's label in front; NumPy
+    failures inside a registry op's eval (an empty ``max``, a negative integer
+    power, ...) come from the input values, so they become :class:`EvalError`.
+
+    Floating-point arithmetic follows IEEE semantics: overflow gives inf,
+    0/0 gives nan, with no warning (``np.errstate(all="ignore")``), exactly as
+    in :func:`evaluate_expr`. Ops that have no IEEE answer raise instead
+    (integer ``div`` by zero, out-of-range ``gather``/``embedding`` ids).
     """
     if len(xs) != len(node.inputs):
         raise EvalError(f"{node.label}: expects {len(node.inputs)} input(s), got {len(xs)}")
+    with np.errstate(all="ignore"):
+        return _evaluate_node(node, xs, symbols, registry, f64)
+
+
+def _evaluate_node(
+    node: Node,
+    xs: Sequence[np.ndarray],
+    symbols: Mapping[str, int] | None,
+    registry: Mapping[str, Any] | None,
+    f64: bool,
+) -> list[np.ndarray]:
     try:
         if node.op == "expr":
             if node.expr is None:
@@ -574,7 +592,11 @@ def evaluate_node(
             rules = reg.get(node.op)
             if rules is None:
                 raise EvalError(f"unknown op {node.op!r}; registered ops: {', '.join(sorted(reg))}")
-            outs = list(rules.eval(list(xs), rules.with_defaults(node.attrs)))
+            a = rules.with_defaults(node.attrs)
+            try:
+                outs = list(rules.eval(list(xs), a))
+            except (ValueError, TypeError, IndexError, FloatingPointError, ZeroDivisionError) as e:
+                raise EvalError(f"{node.label}: {e}") from e
     except TensoroptError as e:
         msg = str(e) if str(e).startswith(node.label) else f"{node.label}: {e}"
         raise type(e)(msg) from e
@@ -630,10 +652,10 @@ def _bind_weights(graph: Graph, f64: bool) -> dict[str, np.ndarray]:
         if c.name not in graph.weights:
             raise EvalError(f"constant %{c.name} has no data in the graph's weights")
         w = graph.weights[c.name]
-        t = c.type
-        if w.dtype != t.np_dtype or (t.is_static and w.shape != t.shape) or w.ndim != t.rank:
-            raise EvalError(f"constant %{c.name}: declared {t}, got {w.dtype}{list(w.shape)}")
-        out[c.name] = w.astype(np.float64) if (f64 and t.dtype in FLOAT_DTYPES) else w
+        problem = weight_mismatch(c, w)
+        if problem:
+            raise EvalError(problem)
+        out[c.name] = w.astype(np.float64) if (f64 and c.type.dtype in FLOAT_DTYPES) else w
     return out
 
 
@@ -671,6 +693,8 @@ def run_graph(
     - Registry ops run ``registry[op].eval``; ``expr`` nodes run
       :func:`evaluate_expr`. Each intermediate is freed once its last user
       has run.
+    - Floating-point results follow IEEE semantics (inf, nan; no warnings);
+      see :func:`evaluate_node` for the errors raised instead.
     """
     if dtype not in (None, "f64"):
         raise EvalError(f"unknown run_graph dtype mode {dtype!r}; valid: None, 'f64'")

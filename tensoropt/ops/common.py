@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ..errors import ShapeError
 from ..ir.expr import Access, Const, Expr, Iter, IterDef, Scope, access, call
 from ..ir.graph import Attrs
@@ -27,6 +29,29 @@ _FLOATS = ", ".join(d for d in DTYPES if d in FLOAT_DTYPES)
 def need_float(ts: Sequence[TensorType], i: int) -> None:
     if ts[i].dtype not in FLOAT_DTYPES:
         raise ShapeError(f"input {i} has dtype {ts[i].dtype}, expected a float dtype ({_FLOATS})")
+
+
+def need_numeric(ts: Sequence[TensorType], i: int, op: str) -> None:
+    """Input ``i`` must be a number (not bool): ``op`` does arithmetic on it."""
+    if ts[i].dtype == "bool":
+        raise ShapeError(f"input {i} is bool; {op} needs numbers (cast it first)")
+
+
+def need_signed(ts: Sequence[TensorType], i: int, op: str) -> None:
+    """Input ``i`` must be a signed number: ``op`` would wrap an unsigned one."""
+    need_numeric(ts, i, op)
+    if ts[i].dtype.startswith("u"):
+        raise ShapeError(f"input {i} has dtype {ts[i].dtype}; {op} needs a signed dtype "
+                         "(the result would wrap around)")
+
+
+def shape_only(x: np.ndarray) -> TensorType:
+    """A stand-in type with ``x``'s shape, for eval rules that reuse shape logic.
+
+    Attribute validation (windows, axes, slice plans) reads only the shape;
+    the dtype is a placeholder and must not be relied on.
+    """
+    return TensorType("f32", tuple(int(d) for d in x.shape))
 
 
 def need_int(ts: Sequence[TensorType], i: int) -> None:

@@ -14,11 +14,12 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import special
 
-from ..errors import ShapeError
+from ..errors import EvalError, ShapeError
 from ..ir.expr import Expr, Scope, call
 from ..ir.graph import Attrs
 from ..ir.types import INT_DTYPES, TensorType
-from .common import choice, need_float, per_output_cost, pointwise, same_dtype
+from .common import choice, need_float, need_numeric, need_signed, per_output_cost, pointwise
+from .common import same_dtype
 from .common import afloat
 from .registry import AttrSpec, OpRules, register
 from .shapes import broadcast
@@ -80,6 +81,9 @@ UNARY: dict[str, tuple[NpUnary, ExprUnary, bool, tuple[AttrSpec, ...], str]] = {
     "reciprocal": (lambda x, a: 1.0 / x, lambda x, a: call("reciprocal", x), True, (), "1 / x"),
 }
 
+#: ops that would wrap an unsigned input (-x of u8 is 256 - x): rejected by infer.
+_SIGNED_ONLY = frozenset({"neg"})
+
 #: attribute checks beyond kinds, run by infer.
 _UNARY_CHECKS: dict[str, Callable[[Attrs], None]] = {"gelu": _check_gelu}
 
@@ -90,6 +94,10 @@ def _register_unary(name: str) -> None:
     def infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
         if float_only:
             need_float(ts, 0)
+        elif name in _SIGNED_ONLY:
+            need_signed(ts, 0, name)
+        else:
+            need_numeric(ts, 0, name)
         if name in _UNARY_CHECKS:
             _UNARY_CHECKS[name](a)
         return [ts[0]]
@@ -126,9 +134,17 @@ def _trunc_div(x: Expr, y: Expr) -> Expr:
 
 def _div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if np.issubdtype(x.dtype, np.integer):
+        # Floats divide by zero to inf/nan (IEEE); integers have no such value.
+        if np.broadcast(x, y).size and np.any(y == 0):
+            raise EvalError("integer division by zero")
         return _int_div(x, y)
     return x / y
 
+
+#: binary ops that do arithmetic: bool inputs are rejected by infer (NumPy has
+#: no bool subtract; ONNX has no bool Add/Mul/Div/Pow either). max/min and the
+#: comparisons are fine on bool.
+_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "pow"})
 
 #: name -> (NumPy rule, Expr body, result is bool?, doc)
 BINARY: dict[str, tuple[Callable, Callable[[Expr, Expr], Expr], bool, str]] = {
@@ -151,6 +167,8 @@ def _register_binary(name: str) -> None:
 
     def infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
         same_dtype(ts, [1])
+        if name in _ARITHMETIC:
+            need_numeric(ts, 0, name)
         shape = broadcast([ts[0].shape, ts[1].shape])
         return [TensorType("bool" if to_bool else ts[0].dtype, shape)]
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ShapeError, TensoroptError
+from ..ir.cost import expr_flops
 from ..ir.expr import Access, Expr, Iter, IterDef, Scope
 from ..ir.graph import Attrs
 from ..ir.types import Dim, Shape, TensorType
@@ -192,11 +193,12 @@ def _einsum_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
 
 
 def _einsum_cost(ts: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> Cost:
+    # The Expr's own count: per iteration point, one flop per multiply of the
+    # operands plus one for the reduction when there is one. So a contraction
+    # costs 2 per multiply-add (as matmul), a pure permutation 0 and an
+    # elementwise product n-1; symbolic extents count as 1 (like ``numel1``).
     s = _einsum_scope([f"in{k}" for k in range(len(ts))], ts, a)
-    points = 1
-    for d in s.travs + s.sums:
-        points *= d.extent if isinstance(d.extent, int) else 1
-    return Cost(points * max(len(ts), 1), io_bytes(ts, outs))
+    return Cost(expr_flops(s, symbol_size=1), io_bytes(ts, outs))
 
 
 register(OpRules(

@@ -13,11 +13,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import EvalError, ShapeError
 from ..ir.expr import Access, Const, Expr, IterDef, Scope
 from ..ir.graph import Attrs
 from ..ir.types import DTYPES, Dim, Shape, TensorType
-from .common import bcast_read, choice, lin, movement_cost, need_int, need_rank, same_dtype, trav
+from .common import (bcast_read, choice, lin, movement_cost, need_int, need_rank, same_dtype,
+                     shape_only, trav)
 from .common import afloat, aint, aints, astr
 from .registry import AttrSpec, EvalFn, ExprFn, InferFn, OpRules, register
 from .shapes import broadcast, dim_product, fmt_shape, norm_axes, norm_axis
@@ -133,7 +134,7 @@ def _flatten_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 
 _reg("flatten", _flatten_infer,
-     lambda xs, a: [xs[0].reshape(_flatten_infer([TensorType("f32", xs[0].shape)], a)[0].shape)],
+     lambda xs, a: [xs[0].reshape(_flatten_infer([shape_only(xs[0])], a)[0].shape)],
      _as_reshape(_flatten_infer), (AttrSpec("axis", "int", 1),),
      doc="to 2-D: [prod(dims[:axis]), prod(dims[axis:])]")
 
@@ -163,7 +164,7 @@ def _squeeze_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> S
 
 
 _reg("squeeze", _squeeze_infer,
-     lambda xs, a: [np.squeeze(xs[0], _squeeze_axes(TensorType("f32", xs[0].shape), a))],
+     lambda xs, a: [np.squeeze(xs[0], _squeeze_axes(shape_only(xs[0]), a))],
      _squeeze_expr, (AttrSpec("axes", "ints", (), "size-1 axes to drop; [] drops all"),),
      doc="drop size-1 axes")
 
@@ -186,7 +187,7 @@ def _unsqueeze_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) ->
 
 
 _reg("unsqueeze", _unsqueeze_infer,
-     lambda xs, a: [np.expand_dims(xs[0], _unsqueeze_axes(TensorType("f32", xs[0].shape), a))],
+     lambda xs, a: [np.expand_dims(xs[0], _unsqueeze_axes(shape_only(xs[0]), a))],
      _unsqueeze_expr, (AttrSpec("axes", "ints", doc="positions of new size-1 axes in the output"),),
      doc="insert size-1 axes")
 
@@ -214,7 +215,7 @@ def _transpose_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) ->
 
 
 _reg("transpose", _transpose_infer,
-     lambda xs, a: [np.transpose(xs[0], _perm(TensorType("f32", xs[0].shape), a))],
+     lambda xs, a: [np.transpose(xs[0], _perm(shape_only(xs[0]), a))],
      _transpose_expr, (AttrSpec("perm", "ints", (), "output dim k is input dim perm[k]; [] reverses"),),
      doc="permute axes")
 
@@ -249,7 +250,7 @@ def _expand_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 
 _reg("expand", _expand_infer,
-     lambda xs, a: [np.broadcast_to(xs[0], _expand_infer([TensorType("f32", xs[0].shape)], a)[0]
+     lambda xs, a: [np.broadcast_to(xs[0], _expand_infer([shape_only(xs[0])], a)[0]
                                     .shape).copy()],
      lambda names, ts, a: Scope(*_bcast_parts(names[0], ts[0].shape, _expand_infer(ts, a)[0].shape)),
      (AttrSpec("shape", "ints", doc="broadcast (both ways) against the input shape"),),
@@ -379,7 +380,7 @@ def _slice_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 
 def _slice_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
-    plan = _slice_plan(TensorType("f32", xs[0].shape), a)
+    plan = _slice_plan(shape_only(xs[0]), a)
     idx = [slice(None)] * xs[0].ndim
     for ax, (start, count, step) in plan.items():
         stop = start + count * step
@@ -433,7 +434,7 @@ def _pad_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 def _pad_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x = xs[0]
-    pads = _pads(TensorType("f32", x.shape), a)
+    pads = _pads(shape_only(x), a)
     grow = [(max(b, 0), max(e, 0)) for b, e in pads]
     mode = astr(a, "mode")
     y = (np.pad(x, grow, constant_values=afloat(a, "value")) if mode == "constant"
@@ -478,11 +479,27 @@ def _gather_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     return [TensorType(d.dtype, d.shape[:ax] + ts[1].shape + d.shape[ax + 1 :])]
 
 
+def check_ids(ids: np.ndarray, size: int, what: str, lo: int = 0) -> None:
+    """EvalError unless every id is in ``[lo, size)``: ids come from user inputs."""
+    bad = (ids < lo) | (ids >= size)
+    if np.any(bad):
+        first = ids[bad].flat[0]
+        raise EvalError(f"index {first} out of range for {what} of size {size}")
+
+
 def _gather_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     data, idx = xs
     ax = norm_axis(aint(a, "axis"), data.ndim)
-    idx = np.where(idx < 0, idx + data.shape[ax], idx)  # ONNX allows negative indices
+    n = data.shape[ax]
+    check_ids(idx, n, f"axis {ax}", lo=-n)  # ONNX allows negative indices
+    idx = np.where(idx < 0, idx + n, idx)
     return [np.take(data, idx, axis=ax)]
+
+
+def _embedding_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
+    table, ids = xs
+    check_ids(ids, table.shape[0], "the table's rows")  # no negative ids (as in torch)
+    return [table[ids]]
 
 
 _reg("gather", _gather_infer, _gather_eval, None, (AttrSpec("axis", "int", 0),), inputs=(2, 2),
@@ -495,5 +512,5 @@ def _embedding_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     return [TensorType(ts[0].dtype, ts[1].shape + (ts[0].shape[1],))]
 
 
-_reg("embedding", _embedding_infer, lambda xs, a: [xs[0][xs[1]]], None, inputs=(2, 2),
+_reg("embedding", _embedding_infer, _embedding_eval, None, inputs=(2, 2),
      doc="table [V, D] looked up by integer ids: ids.shape + [D]")

@@ -23,11 +23,11 @@ from ..ir.expr import Access, Expr, Iter, IterDef, Scope, call
 from ..ir.graph import Attrs
 from ..ir.types import Dim, TensorType
 from .common import (
-    bcast_read, inv_count, io_bytes, ints_len, lin, need_dim, need_float, need_rank,
-    per_input_cost, per_output_cost, same_dtype, trav,
+    bcast_read, inv_count, io_bytes, ints_len, lin, need_dim, need_float, need_numeric, need_rank,
+    per_input_cost, per_output_cost, same_dtype, shape_only, trav,
 )
 from .common import abool, afloat, aint
-from .registry import AttrSpec, Cost, EvalFn, ExprFn, OpRules, register
+from .registry import AttrSpec, Cost, EvalFn, ExprFn, InferFn, OpRules, register
 from .shapes import broadcast_to, fmt_shape, norm_axis, numel1, window_out
 
 # -- window geometry -------------------------------------------------------------
@@ -41,14 +41,24 @@ class Window:
     strides: tuple[int, int]
     dilations: tuple[int, int]
     pads: tuple[int, int, int, int]  # top, left, bottom, right
-    out: tuple[int, int]
-    size: tuple[int, int]  # input H, W
+    out: tuple[Dim, Dim]
+    size: tuple[Dim, Dim]  # input H, W
+
+    def is_static(self, k: int) -> bool:
+        """Whether axis ``k`` (0: H, 1: W) has static input and output sizes."""
+        return isinstance(self.size[k], int) and isinstance(self.out[k], int)
 
     def extra(self, k: int) -> int:
-        """Rows/cols read past the high pad by a ceil-mode last window."""
+        """Rows/cols read past the high pad by a ceil-mode last window.
+
+        A symbolic axis has a 1x1, stride 1, unpadded window (``window_of``
+        rejects anything else), which never reads past the input: 0.
+        """
+        if not self.is_static(k):
+            return 0
         span = (self.kernel[k] - 1) * self.dilations[k] + 1
-        reach = (self.out[k] - 1) * self.strides[k] + span
-        return max(0, reach - (self.size[k] + self.pads[k] + self.pads[k + 2]))
+        reach = (int(self.out[k]) - 1) * self.strides[k] + span
+        return max(0, reach - (int(self.size[k]) + self.pads[k] + self.pads[k + 2]))
 
     def padded(self, x: np.ndarray, value: float) -> np.ndarray:
         """``x`` (NCHW) padded on H, W, including any ceil-mode overhang."""
@@ -58,7 +68,8 @@ class Window:
 
     def windows(self, xp: np.ndarray) -> np.ndarray:
         """View ``[N, C, OH, OW, KH, KW]`` of the padded input (no copy)."""
-        (kh, kw), (sh, sw), (dh, dw), (oh, ow) = self.kernel, self.strides, self.dilations, self.out
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.strides, self.dilations
+        oh, ow = (int(d) for d in self.out)  # eval windows are always concrete
         v = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
         return v[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, ::dh, ::dw]
 
@@ -79,7 +90,11 @@ def _spatial_out(x: TensorType, k: int, kernel: int, stride: int, lo: int, hi: i
 
 
 def window_of(x: TensorType, kernel: Sequence[int], a: Attrs, ceil_mode: bool = False) -> Window:
-    """Validate window attributes against input 0 and compute the sweep."""
+    """Validate window attributes against input 0 and compute the sweep.
+
+    A symbolic spatial dim is accepted only under a 1x1, stride 1, unpadded
+    window (its output size is the same symbol); ShapeError otherwise.
+    """
     strides = ints_len(a, "strides", 2)
     pads = ints_len(a, "pads", 4)
     dil = ints_len(a, "dilations", 2)
@@ -89,8 +104,7 @@ def window_of(x: TensorType, kernel: Sequence[int], a: Attrs, ceil_mode: bool = 
                          f"dilations={list(dil)} pads={list(pads)}")
     out = tuple(_spatial_out(x, k, kernel[k], strides[k], pads[k], pads[k + 2], dil[k], ceil_mode)
                 for k in range(2))
-    size = tuple(d if isinstance(d, int) else 1 for d in x.shape[2:4])
-    return Window(tuple(kernel), strides, dil, pads, out, size)
+    return Window(tuple(kernel), strides, dil, pads, out, (x.shape[2], x.shape[3]))
 
 
 _WINDOW_ATTRS = (
@@ -128,8 +142,7 @@ def _conv_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 
 def _conv_window(x: np.ndarray, w: np.ndarray, a: Attrs) -> Window:
-    t = TensorType("f32", x.shape)
-    return window_of(t, w.shape[2:], a)
+    return window_of(shape_only(x), w.shape[2:], a)
 
 
 def conv2d_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
@@ -201,10 +214,14 @@ def _pool_window(t: TensorType, a: Attrs) -> Window:
     return window_of(t, kernel, a, abool(a, "ceil_mode"))
 
 
-def _pool_infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
-    need_rank(ts, 0, 4, "N, C, H, W")
-    win = _pool_window(ts[0], a)
-    return [TensorType(ts[0].dtype, ts[0].shape[:2] + win.out)]
+def _pool_infer(op: str) -> InferFn:
+    def infer(ts: Sequence[TensorType], a: Attrs) -> list[TensorType]:
+        need_rank(ts, 0, 4, "N, C, H, W")
+        need_numeric(ts, 0, op)
+        win = _pool_window(ts[0], a)
+        return [TensorType(ts[0].dtype, ts[0].shape[:2] + win.out)]
+
+    return infer
 
 
 def _lowest(dt: np.dtype) -> float:
@@ -213,7 +230,7 @@ def _lowest(dt: np.dtype) -> float:
 
 def _maxpool_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x = xs[0]
-    win = _pool_window(TensorType("f32", x.shape), a)
+    win = _pool_window(shape_only(x), a)
     v = win.windows(win.padded(x, _lowest(x.dtype)))
     return [v.max(axis=(4, 5))]
 
@@ -240,8 +257,8 @@ def _pool_cost(ts: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -
 
 
 register(OpRules(
-    name="maxpool2d", category="compute", inputs=(1, 1), infer=_pool_infer, eval=_maxpool_eval,
-    expr=_maxpool_expr, cost=_pool_cost, attrs=_POOL_ATTRS,
+    name="maxpool2d", category="compute", inputs=(1, 1), infer=_pool_infer("maxpool2d"),
+    eval=_maxpool_eval, expr=_maxpool_expr, cost=_pool_cost, attrs=_POOL_ATTRS,
     doc="2-D max pooling NCHW; padding never wins (reads -inf)",
 ))
 
@@ -251,8 +268,9 @@ def avgpool_counts(win: Window, include_pad: bool) -> np.ndarray:
 
     Counted positions: the input, plus the explicit pads when ``include_pad``;
     never the ceil-mode overhang past the high pad (PyTorch/ONNX rule).
+    Needs static spatial dims (callers check :func:`avgpool_divisor` first).
     """
-    h, w = win.size
+    h, w = (int(d) for d in win.size)
     t, l, b, r = win.pads
     mask = np.zeros((1, 1, h + t + b + win.extra(0), w + l + r + win.extra(1)))
     if include_pad:
@@ -262,9 +280,25 @@ def avgpool_counts(win: Window, include_pad: bool) -> np.ndarray:
     return win.windows(mask).sum(axis=(4, 5))[0, 0]
 
 
+def avgpool_divisor(win: Window, include_pad: bool) -> int | None:
+    """The divisor when it is provably the same at every output position.
+
+    Every tap of every window lands in a counted position when there is no
+    ceil-mode overhang and either no padding or padding that counts; then the
+    divisor is the kernel area, whatever the (possibly symbolic) input size.
+    Otherwise the static counts decide; None when they vary or a dim is symbolic.
+    """
+    if win.extra(0) == win.extra(1) == 0 and (include_pad or not any(win.pads)):
+        return win.kernel[0] * win.kernel[1]
+    if not (win.is_static(0) and win.is_static(1)):
+        return None
+    counts = avgpool_counts(win, include_pad)
+    return int(counts.flat[0]) if counts.min() == counts.max() else None
+
+
 def _avgpool_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x = xs[0]
-    win = _pool_window(TensorType("f32", x.shape), a)
+    win = _pool_window(shape_only(x), a)
     sums = win.windows(win.padded(x, 0.0)).sum(axis=(4, 5))
     counts = avgpool_counts(win, abool(a, "count_include_pad"))
     return [(sums / counts).astype(x.dtype, copy=False)]
@@ -275,20 +309,22 @@ def _in_range(e: Expr, lo: int, hi: int) -> Expr:
     return call("ge", e, lo) * call("lt", e, hi)
 
 
-def _avgpool_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope:
+def _avgpool_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> Scope | None:
     win = _pool_window(ts[0], a)
     include = abool(a, "count_include_pad")
-    counts = avgpool_counts(win, include)
-    if counts.min() == counts.max():
+    divisor = avgpool_divisor(win, include)
+    if divisor:  # 0 only for an empty input: the count scope then gives nan, as eval does
         # The common case: a constant divisor folds into the sum.
         defs, sums, read = _pool_reads(names[0], ts, win, 0.0, "i")
-        return Scope(defs, sums, read * (1.0 / float(counts.flat[0])))
+        return Scope(defs, sums, read * (1.0 / divisor))
+    if not (win.is_static(0) and win.is_static(1)):
+        return None  # per-position counts need the input size: no body can name a symbol
     # Borders count fewer positions: divide by a count scope over the taps.
     defs, sums, read = _pool_reads(names[0], ts, win, 0.0, "j")
     total = Scope(defs, sums, read)
     h, w = Iter("q0"), Iter("q1")
     r, s = Iter("r"), Iter("s")
-    (ih, iw), (t, l, b, rr) = win.size, win.pads
+    (ih, iw), (t, l, b, rr) = (int(d) for d in win.size), win.pads
     lo_h, hi_h = (-t, ih + b) if include else (0, ih)
     lo_w, hi_w = (-l, iw + rr) if include else (0, iw)
     cnt = Scope((IterDef("q0", win.out[0]), IterDef("q1", win.out[1])), sums,
@@ -299,8 +335,8 @@ def _avgpool_expr(names: Sequence[str], ts: Sequence[TensorType], a: Attrs) -> S
 
 
 register(OpRules(
-    name="avgpool2d", category="compute", inputs=(1, 1), infer=_pool_infer, eval=_avgpool_eval,
-    expr=_avgpool_expr, cost=_pool_cost,
+    name="avgpool2d", category="compute", inputs=(1, 1), infer=_pool_infer("avgpool2d"),
+    eval=_avgpool_eval, expr=_avgpool_expr, cost=_pool_cost,
     attrs=_POOL_ATTRS + (AttrSpec("count_include_pad", "bool", False,
                                   "divide by the window size including explicit pads"),),
     doc="2-D average pooling NCHW (count_include_pad as in ONNX)",

@@ -48,7 +48,7 @@ from tensoropt.ir.einsum import einsum_to_expr
 from tensoropt.ir.expr import Access, BinOp, Call, Const, Expr, Iter, IterDef, Scope
 from tensoropt.ir.graph import Graph
 from tensoropt.ir.types import Dim
-from tensoropt.ops import infer_node_types
+from tensoropt.ops.common import lin
 
 from .generate import RandomSource, Source, _DrawSource
 
@@ -122,12 +122,12 @@ class _Gen:
         operand pool (a bool condition).
         """
         try:
-            outs = infer_node_types(op, [self.b.type_of(i) for i in inputs], attrs)
+            names = self.b.op_multi(op, *inputs, **attrs)
         except ShapeError:
+            return None  # op_multi infers before it adds anything
+        if any(0 in self.b.type_of(n).shape for n in names):
+            self.b.undo()
             return None
-        if any(0 in t.shape for t in outs):
-            return None
-        names = self.b.op_multi(op, *inputs, **attrs)
         self.n_nodes += 1
         bd = max((self.bound[i] for i in inputs), default=1.0) if bound is None else bound
         if operand:
@@ -487,7 +487,7 @@ class _Gen:
             start = self.src.choice((0, 0, 0, 1, -1)) if isinstance(d, int) else 0
             travs.append(IterDef(names[k], d, start))
             it = Iter(names[k])
-            idx.append(_plus(it, -start))  # in bounds: reads position p
+            idx.append(lin([(it, 1)], -start))  # in bounds: reads position p
         terms: list[Expr] = [Access(x, tuple(idx))]
         for _ in range(self.src.integer(1, 2)):
             moved = list(idx)
@@ -495,7 +495,7 @@ class _Gen:
                 a = self.src.integer(0, r - 1)
                 how = self.src.integer(0, 2)
                 if how == 0:
-                    moved[a] = _plus(idx[a], self.src.choice((-2, -1, 1, 2)))
+                    moved[a] = lin([(idx[a], 1)], self.src.choice((-2, -1, 1, 2)))
                 elif how == 1:
                     moved[a] = BinOp("*", Const(2), idx[a])
                 else:
@@ -603,13 +603,6 @@ class _Gen:
 def _num(d: Dim) -> int:
     """A dim's size for bounds: symbolic dims count as 6 (the largest we bind)."""
     return d if isinstance(d, int) else 6
-
-
-def _plus(e: Expr, k: int) -> Expr:
-    """``e + k`` without negative constants (the printer would write ``neg``)."""
-    if k == 0:
-        return e
-    return BinOp("+", e, Const(k)) if k > 0 else BinOp("-", e, Const(-k))
 
 
 def _accesses(e: Expr) -> list[Access]:

@@ -50,6 +50,10 @@ class FoldConstants(Pass):
     name: ClassVar[str] = "fold-constants"
     max_bytes: int = 1 << 22
 
+    def __post_init__(self) -> None:
+        if self.max_bytes < 0:
+            raise ValueError(f"option 'max_bytes' of {self.name} must be >= 0, got {self.max_bytes}")
+
     def apply(self, graph: Graph) -> Graph:
         if graph.constants and len(graph.weights) == 0:
             return graph  # no arrays to fold with

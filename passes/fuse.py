@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -24,6 +25,7 @@ from tensoropt.ir.expr import (
 from tensoropt.ir.graph import Attrs, Graph, Node
 from tensoropt.ir.types import FLOAT_DTYPES, TensorType
 from tensoropt.ir.verify import expr_problems
+from tensoropt.ops.common import lin
 
 from .pipeline import Pass, register_pass
 
@@ -46,8 +48,13 @@ def node_scope(node: Node, types: Mapping[str, TensorType], registry: Mapping[st
         return None
     try:
         s = rules.expr(node.inputs, [types[i] for i in node.inputs], rules.with_defaults(node.attrs))
-    except TensoroptError:
-        return None  # a node the verifier would reject: not ours to fuse
+    except (TensoroptError, TypeError, ValueError):
+        # TensoroptError: a node the verifier would reject. TypeError and
+        # ValueError: an Expr rule that cannot describe this instance (say
+        # integer arithmetic on a symbolic dim) and fails instead of raising
+        # ShapeError. Either way the node simply has no scope: leaving it
+        # unfused is always sound, and a rule bug must not fail the pass.
+        return None
     return s if isinstance(s, Scope) else None
 
 
@@ -159,13 +166,6 @@ def _in_bounds(idx: Expr, d: IterDef, env: Mapping[str, IterDef]) -> bool:
     return r is not None and 0 <= r[0] and r[1] < d.extent
 
 
-def _offset(e: Expr, k: int) -> Expr:
-    """``e + k`` without negative constants (the text form reads ``-1`` as ``neg(1)``)."""
-    if k == 0:
-        return e
-    return BinOp("+", e, Const(k)) if k > 0 else BinOp("-", e, Const(-k))
-
-
 def _inline(src: Scope, idx: tuple[Expr, ...], env: Mapping[str, IterDef]) -> Expr | None:
     """``src[idx]`` as ``src``'s body with iterators substituted, or None if unsafe.
 
@@ -179,7 +179,8 @@ def _inline(src: Scope, idx: tuple[Expr, ...], env: Mapping[str, IterDef]) -> Ex
     if not all(_in_bounds(i, d, env) for i, d in zip(idx, src.travs)):
         return None
     # Output position p of traversal iterator t has t = start + p.
-    mapping = {d.name: _offset(i, d.start) for d, i in zip(src.travs, idx)}
+    # ``lin`` writes ``i - 1``, not ``i + -1`` (the text form reads ``-1`` as ``neg(1)``).
+    mapping = {d.name: lin([(i, 1)], d.start) for d, i in zip(src.travs, idx)}
     return substitute_iters(src.body, mapping)
 
 
@@ -211,6 +212,41 @@ def _flatten_body(e: Expr, env: Mapping[str, IterDef]) -> Expr:
 # The rewrite
 
 
+def op_count(e: Expr) -> int:
+    """Operations (``BinOp`` and ``Call`` nodes, index arithmetic included) in ``e``."""
+    return sum(1 for n in walk(e) if isinstance(n, (BinOp, Call)))
+
+
+def value_ops(e: Expr) -> tuple[int, frozenset[str]]:
+    """(operations outside index expressions, tensors read outside them) of ``e``.
+
+    Inlining never lowers the first number: renaming a tensor read to a scope
+    adds the scope's, and flattening keeps a nested body's value operations
+    (substitution only replaces iterator leaves). So for a producer ``p`` read
+    by ``c``, ``ops(c) + (ops(p) if p's tensor is read in c)`` is a lower bound
+    on :func:`op_count` of the fused scope, cheap enough to reject hopeless
+    pairs before building them.
+    """
+    count, reads = 0, set()
+    stack = [e]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, BinOp):
+            count += 1
+            stack += (n.lhs, n.rhs)
+        elif isinstance(n, Call):
+            count += 1
+            stack += n.args
+        elif isinstance(n, Scope):
+            stack.append(n.body)
+        elif isinstance(n, Access):
+            if isinstance(n.source, Scope):
+                stack.append(n.source)
+            else:
+                reads.add(n.source)
+    return count, frozenset(reads)
+
+
 def fuse_pair(
     producer: Node,
     consumer: Node,
@@ -218,11 +254,14 @@ def fuse_pair(
     registry: Mapping[str, Any],
     max_depth: int,
     recompute: bool = False,
+    max_ops: int | None = None,
 ) -> Node | None:
     """``consumer`` as an ``expr`` node with ``producer`` inlined, or None.
 
     A consumer that reads the producer at several places would evaluate the
     producer's body once per read; that happens only with ``recompute``.
+    None also when the fused scope would hold more than ``max_ops``
+    operations (see :func:`op_count`; None = no limit).
     """
     if not (_all_float(producer, types) and _all_float(consumer, types)):
         return None
@@ -240,6 +279,8 @@ def fuse_pair(
     fused = rename_tensors(cs, {out: ps})
     assert isinstance(fused, Scope)
     fused = flatten(fused)
+    if max_ops is not None and op_count(fused) > max_ops:
+        return None
     if depth(fused) > max_depth:
         return None
     inputs = tensor_names(fused)
@@ -263,8 +304,13 @@ class FuseElementwise(Pass):
     Guarantees: graph inputs and outputs, the consumer's output name and type
     are unchanged; values are unchanged (inlining is exact); only float
     tensors are fused; no fused scope nests deeper than ``max_depth`` (1 = a
-    flat scope); no work is duplicated unless ``recompute`` is set (then an
-    elementwise producer read k times is evaluated k times).
+    flat scope) or holds more than ``max_ops`` operations (``BinOp``/``Call``
+    nodes, index arithmetic included: long chains become several ``expr``
+    nodes, which keeps every body within the printer's and interpreter's
+    recursion limits); no work is duplicated unless ``recompute`` is set
+    (then an elementwise producer read k times is evaluated k times).
+    Fusion is greedy in graph order: the first producer (in node order) that
+    can fuse does, until none can.
     """
 
     name: ClassVar[str] = "fuse-elementwise"
@@ -272,31 +318,102 @@ class FuseElementwise(Pass):
     #: also fuse into a consumer that reads the producer more than once,
     #: recomputing it per read (saves a tensor's memory traffic, costs flops)
     recompute: bool = False
+    #: the most operations one fused scope may hold
+    max_ops: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_depth < 1:
+            raise ValueError(f"option 'max_depth' of {self.name} must be >= 1, got {self.max_depth}")
+        if self.max_ops < 1:
+            raise ValueError(f"option 'max_ops' of {self.name} must be >= 1, got {self.max_ops}")
 
     def apply(self, graph: Graph) -> Graph:
         from tensoropt.ops import REGISTRY
 
-        while True:
-            fused = self._fuse_once(graph, REGISTRY)
-            if fused is None:
-                return graph
-            graph = fused
+        return self._fuse_all(graph, REGISTRY)
 
-    def _fuse_once(self, graph: Graph, registry: Mapping[str, Any]) -> Graph | None:
-        types = {n: v.type for n, v in graph.values().items()}
-        users = graph.users()
+    def _fuse_all(self, graph: Graph, registry: Mapping[str, Any]) -> Graph:
+        """Fuse until no pair can; the result of repeating "fuse the first
+        fusable producer in node order, then rescan" without the rescans.
+
+        Nodes live in slots keyed by their original position; a fused node
+        takes its consumer's slot (the producer's is emptied), so slot order
+        is node order throughout. A heap holds the slots whose producer pair
+        may have changed since it was last tried; everything else already
+        failed and would fail again, because a pair's outcome depends only on
+        the two nodes and the user count of the producer's output, and a
+        fusion changes those only around the tensors it reads.
+        """
+        types = {n: v.type for n, v in graph.values().items()}  # fusion keeps every surviving type
         outputs = set(graph.outputs)
-        for producer in graph.nodes:
-            if len(producer.outputs) != 1 or not _is_producer(producer, registry):
+        slots: dict[int, Node] = dict(enumerate(graph.nodes))
+        made_by: dict[str, int] = {v.name: k for k, n in slots.items() for v in n.outputs}
+        users: dict[str, set[int]] = {}
+        for k, n in slots.items():
+            for i in n.inputs:
+                users.setdefault(i, set()).add(k)
+        # (producer, consumer) pairs known not to fuse; the nodes are kept as
+        # values so that their ids cannot be reused by new nodes.
+        failed: dict[tuple[int, int], tuple[Node, Node]] = {}
+        # id(node) -> (node, value_ops of its scope): a node stays alive while cached
+        vops: dict[int, tuple[Node, tuple[int, frozenset[str]] | None]] = {}
+
+        def value_ops_of(n: Node) -> tuple[int, frozenset[str]] | None:
+            hit = vops.get(id(n))
+            if hit is None:
+                sc = node_scope(n, types, registry)
+                hit = vops[id(n)] = (n, None if sc is None else value_ops(sc))
+            return hit[1]
+
+        def hopeless(p: Node, c: Node) -> bool:
+            """True when the fused scope would surely exceed ``max_ops``."""
+            pv, cv = value_ops_of(p), value_ops_of(c)
+            if pv is None or cv is None:
+                return False  # fuse_pair decides
+            return cv[0] + (pv[0] if p.outputs[0].name in cv[1] else 0) > self.max_ops
+
+        todo = list(slots)
+        heapq.heapify(todo)
+        queued = set(todo)
+        changed = False
+        while todo:
+            k = heapq.heappop(todo)
+            queued.discard(k)
+            producer = slots.get(k)
+            if producer is None or len(producer.outputs) != 1 or not _is_producer(producer, registry):
                 continue
             out = producer.outputs[0].name
-            us = users.get(out, [])
+            us = users.get(out, ())
             if out in outputs or len(us) != 1:
                 continue
-            consumer = us[0]
-            new = fuse_pair(producer, consumer, types, registry, self.max_depth, self.recompute)
-            if new is None:
+            (ck,) = us
+            consumer = slots[ck]
+            if (id(producer), id(consumer)) in failed:
                 continue
-            nodes = tuple(new if n is consumer else n for n in graph.nodes if n is not producer)
-            return graph.replace(nodes=nodes)
-        return None
+            new = None
+            if not hopeless(producer, consumer):
+                new = fuse_pair(producer, consumer, types, registry, self.max_depth, self.recompute, self.max_ops)
+            if new is None:
+                failed[(id(producer), id(consumer))] = (producer, consumer)
+                continue
+            changed = True
+            del slots[k]
+            slots[ck] = new
+            del made_by[out]
+            touched = set(producer.inputs) | set(consumer.inputs) | set(new.inputs)
+            for i in set(producer.inputs):
+                users[i].discard(k)
+            for i in set(consumer.inputs):
+                users[i].discard(ck)
+            for i in new.inputs:
+                users.setdefault(i, set()).add(ck)
+            users.pop(out, None)
+            # Revisit every slot whose pair may now differ: the producers of
+            # the tensors whose users changed, and the new node itself.
+            for j in {made_by[i] for i in touched if i in made_by} | {ck}:
+                if j not in queued:
+                    queued.add(j)
+                    heapq.heappush(todo, j)
+        if not changed:
+            return graph
+        return graph.replace(nodes=tuple(slots[k] for k in sorted(slots)))

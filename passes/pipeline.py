@@ -2,8 +2,10 @@
 
 A pass is a frozen dataclass with a kebab-case class-level ``name``, typed
 option fields with defaults, a docstring stating what it guarantees, and
-``apply(graph) -> Graph``. Passes never mutate: they return a new graph (or
-the same object when nothing changed).
+``apply(graph) -> Graph``. It may check option values in ``__post_init__``,
+raising ValueError (``option 'k' of NAME must be ..., got ...``); pipeline
+text turns that into a :class:`PipelineError`. Passes never mutate: they
+return a new graph (or the same object when nothing changed).
 
 Pipeline text (what ``--passes`` takes)::
 
@@ -217,7 +219,13 @@ def parse_pipeline(text: str) -> list[Pass]:
                 if peek()[0] != "}":
                     expect(",", "',' or '}'")
             pos += 1
-        passes.append(cls(**opts))
+        try:
+            passes.append(cls(**opts))
+        except ValueError as e:
+            # A pass validates its options in ``__post_init__`` by raising
+            # ValueError with a message naming the option.
+            msg = str(e)
+            raise PipelineError(msg if cls.name in msg else f"{cls.name}: {msg}") from None
         if peek()[0] == "end":
             return passes
         expect(",", "',' between passes")

@@ -88,6 +88,16 @@ class GraphBuilder:
         self._nodes.append(Node("expr", tensor_names(scope), (Value(out, t),), {}, scope))
         return out
 
+    def undo(self) -> None:
+        """Remove the last node added (and its output names), as if never added.
+
+        For generators that judge a node by its inferred output (e.g. reject a
+        zero-sized tensor) after adding it.
+        """
+        node = self._nodes.pop()
+        for n in node.output_names:
+            del self._types[n]
+
     def build(self, *outputs: str, weights: Mapping[str, np.ndarray] | None = None) -> Graph:
         w = dict(self._weights)
         w.update(weights or {})

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
+from tensoropt.builder import GraphBuilder
 from tensoropt.ir.expr import Access, Scope, walk
+from tensoropt.ir.graph import Graph
 from tensoropt.ir.parser import parse_graph
-from tensoropt.passes.fuse import FuseElementwise, interval
+from tensoropt.ir.printer import print_graph
+from tensoropt.ir.types import TensorType
+from tensoropt.passes.fuse import FuseElementwise, interval, node_scope, op_count
 from tensoropt.ir.expr import IterDef, iters
 
 RELU_MATMUL = """
@@ -115,3 +122,70 @@ def test_no_recompute_by_default(sound) -> None:
     assert y.inputs == ("x",) and nested(y.expr) == 0
     assert sum(1 for n in walk(y.expr) if isinstance(n, Access) and n.source == "x") == 3
     sound(g, out)
+
+
+def tanh_chain(n: int) -> Graph:
+    b = GraphBuilder("chain")
+    t = b.input("x", "f32", ("batch", 4))
+    for _ in range(n):
+        t = b.op("tanh", t)
+    return b.build(t)
+
+
+def test_long_chain_is_cut_at_max_ops(sound) -> None:
+    """600 tanh in one body used to overflow the printer's and interpreter's recursion."""
+    g = tanh_chain(600)
+    out = FuseElementwise().apply(g)
+    assert len(out.nodes) >= 600 / 64
+    assert all(n.op == "expr" and op_count(n.expr) <= 64 for n in out.nodes)
+    sound(g, out)
+    assert parse_graph(print_graph(out)) == out
+    small = FuseElementwise(max_ops=5).apply(tanh_chain(12))
+    assert [op_count(n.expr) for n in small.nodes] == [5, 5, 2]
+
+
+def test_max_ops_counts_index_arithmetic() -> None:
+    g = parse_graph("""
+graph g(%x: f32[8]) {
+  %a: f32[8] = expr(%x) L[i:8] { %x[7 - i] }
+  %b: f32[8] = tanh(%a)
+  return %b
+}
+""")
+    assert FuseElementwise(max_ops=1).apply(g) == g  # tanh(x[7 - i]) holds 2 ops
+    (b,) = FuseElementwise(max_ops=2).apply(g).nodes
+    assert op_count(b.expr) == 2
+
+
+def elementwise_graph(n: int) -> Graph:
+    """``n`` elementwise nodes: a unary chain with an ``add`` of the input every third node."""
+    b = GraphBuilder("long")
+    x = b.input("x", "f32", (4, 8))
+    t = x
+    unary = ("tanh", "relu", "sigmoid", "neg")
+    for i in range(n):
+        t = b.op(unary[i % 4], t) if i % 3 else b.op("add", t, x)
+    return b.build(t)
+
+
+def test_large_graph_fuses_in_linear_time(sound) -> None:
+    """The pass used to rescan the whole graph after every fusion (quadratic)."""
+    g = elementwise_graph(2000)
+    t0 = time.perf_counter()
+    out = FuseElementwise().apply(g)
+    dt = time.perf_counter() - t0
+    assert dt < 5.0, f"fuse-elementwise took {dt:.2f} s on 2,000 nodes"
+    assert 2000 / 64 <= len(out.nodes) < 100
+    sound(g, out, seeds=(0,))
+
+
+def test_failing_expr_rule_means_no_scope() -> None:
+    """An op whose Expr rule cannot handle an instance is left unfused, not an internal error."""
+    t = TensorType("f32", ("n", 4))
+    node = parse_graph("graph g(%x: f32[n, 4]) {\n  %y: f32[n, 4] = relu(%x)\n  return %y\n}").nodes[0]
+    for exc in (TypeError, ValueError):
+        def rule(*args: object, exc: type[Exception] = exc) -> Scope:
+            raise exc("symbolic dim")
+
+        registry = {"relu": SimpleNamespace(expr=rule, with_defaults=lambda a: a)}
+        assert node_scope(node, {"x": t, "y": t}, registry) is None

@@ -108,6 +108,35 @@ def test_bad_values() -> None:
     assert error("test-knobs{depth=1,depth=2}") == "option 'depth' of test-knobs given twice (column 20)"
 
 
+@register_pass
+@dataclass(frozen=True)
+class _Picky(Pass):
+    """Test-only pass whose option check does not name itself."""
+
+    name: ClassVar[str] = "test-picky"
+    odd: int = 1
+
+    def __post_init__(self) -> None:
+        if self.odd % 2 == 0:
+            raise ValueError(f"odd must be odd, got {self.odd}")
+
+    def apply(self, graph: Graph) -> Graph:
+        return graph
+
+
+def test_option_values_are_checked_by_the_pass() -> None:
+    assert error("fuse-elementwise{max_depth=-3}") == "option 'max_depth' of fuse-elementwise must be >= 1, got -3"
+    assert error("dce,fuse-elementwise{max-ops=0}") == "option 'max_ops' of fuse-elementwise must be >= 1, got 0"
+    assert error("fold-constants{max_bytes=-1}") == "option 'max_bytes' of fold-constants must be >= 0, got -1"
+    # A message that does not name the pass gets its name in front.
+    assert error("test-picky{odd=2}") == "test-picky: odd must be odd, got 2"
+    # The limits themselves are fine.
+    assert parse_pipeline("fuse-elementwise{max_depth=1,max_ops=1},fold-constants{max_bytes=0}") == [
+        FuseElementwise(max_depth=1, max_ops=1), FoldConstants(max_bytes=0)]
+    with pytest.raises(ValueError):
+        FuseElementwise(max_depth=0)  # the Python API checks too
+
+
 def test_syntax_errors_give_the_column() -> None:
     assert error("dce,,cse") == "pipeline syntax error at column 5: expected a pass name, got ','"
     assert error("dce cse") == "pipeline syntax error at column 5: expected ',' between passes, got 'cse'"

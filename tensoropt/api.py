@@ -109,14 +109,10 @@ def _random_array(t: TensorType, binds: Mapping[str, int], rng: np.random.Genera
 
 def read_inputs(path: str | os.PathLike[str], graph: Graph) -> dict[str, np.ndarray]:
     """Read graph inputs from an ``.npz`` (keys are input names, no ``%``)."""
+    from .ir.io import read_npz
+
     p = Path(path)
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise InputFileError(f"{p}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise InputFileError(f"{p}: not a readable .npz file ({e})") from None
+    arrays = read_npz(p, what="inputs")
     want = [v.name for v in graph.inputs]
     extra = sorted(set(arrays) - set(want))
     if extra:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 
@@ -51,23 +51,33 @@ def _read_text(path: Path) -> str:
         raise InputFileError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
 
 
+def read_npz(path: Path, names: Sequence[str] | None = None, what: str = "arrays") -> dict[str, np.ndarray]:
+    """Arrays from an ``.npz`` (all, or just ``names``), never unpickling.
+
+    Every way the file can be bad (missing, truncated, not a zip, an object
+    array) is one located InputFileError.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            present = set(npz.files)
+            for n in names or ():
+                if n not in present:
+                    raise InputFileError(f"{path}: no array for constant %{n}")
+            return {k: npz[k] for k in (names if names is not None else npz.files)}
+    except InputFileError:
+        raise
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise InputFileError(f"{path}: cannot read {what}: {e}") from None
+
+
 def _read_npz(path: Path, consts: tuple[Value, ...]) -> dict[str, np.ndarray]:
     """The arrays for ``consts``, validated against their declared types."""
     names = ", ".join("%" + c.name for c in consts)
     if not path.is_file():
         raise InputFileError(f"{path}: weights file missing; needed for constants {names}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            present = set(npz.files)
-            out: dict[str, np.ndarray] = {}
-            for c in consts:
-                if c.name not in present:
-                    raise InputFileError(f"{path}: no array for constant %{c.name}")
-                out[c.name] = npz[c.name]
-    except InputFileError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise InputFileError(f"{path}: cannot read weights: {e}") from None
+    out = read_npz(path, [c.name for c in consts], "weights")
     for c in consts:
         _check_array(path, c, out[c.name])
     return out

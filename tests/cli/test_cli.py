@@ -172,6 +172,10 @@ def test_eval_bad_inputs(capsys, tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     code, _, err = run(capsys, "eval", mlp, "--inputs", str(tmp_path / "junk.npz"))
     assert_one_line_error(code, err, "junk.npz")
+    # a truncated zip raised zipfile.BadZipFile, which escaped as an internal error
+    (tmp_path / "cut.npz").write_bytes((EX / "mlp.npz").read_bytes()[:200])
+    code, _, err = run(capsys, "eval", mlp, "--inputs", str(tmp_path / "cut.npz"))
+    assert_one_line_error(code, err, "cut.npz", "cannot read inputs")
     code, _, err = run(capsys, "eval", mlp)
     assert_one_line_error(code, err, "--random")
     code, _, err = run(capsys, "eval", mlp, "--random", "--bind", "batch")

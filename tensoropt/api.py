@@ -56,12 +56,14 @@ def verify(graph: Graph) -> None:
     _verify(graph, REGISTRY)
 
 
-def optimize(graph: Graph, pipeline: str, *, verify: bool | None = None,
+def optimize(graph: Graph, pipeline: str | Sequence[Any], *, verify: bool | None = None,
              on_pass: Callable[..., None] | None = None) -> tuple[Graph, list]:
-    """Run a text pipeline (``"dce,cse"``); returns the graph and per-pass reports."""
+    """Run a pipeline, as text (``"dce,cse"``) or already-parsed passes;
+    returns the graph and per-pass reports."""
     from .passes.pipeline import parse_pipeline, run_pipeline
 
-    return run_pipeline(graph, parse_pipeline(pipeline), verify=verify, on_pass=on_pass)
+    passes = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
+    return run_pipeline(graph, passes, verify=verify, on_pass=on_pass)
 
 
 def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray], *, dtype: str | None = None) -> dict[str, np.ndarray]:

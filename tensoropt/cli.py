@@ -162,9 +162,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
     out_path = _check_output_path(args.output, api.TEXT_SUFFIXES) if args.output else None
     g = api.load(args.file)
     api.verify(g)
-    from .passes.pipeline import run_pipeline
-
-    new, reports = run_pipeline(g, passes)
+    new, reports = api.optimize(g, passes)
     if out_path is not None:
         api.save(new, out_path)
     rows = api.report_rows(reports)

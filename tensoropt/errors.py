@@ -37,3 +37,8 @@ class PipelineError(TensoroptError):
 
 class InputFileError(TensoroptError):
     """A file that cannot be read or is not what it claims to be."""
+
+
+class UnsupportedError(TensoroptError):
+    """A model uses something tensoropt cannot import or export (an op, a dtype,
+    an attribute value): the message names it, the node and the opset."""

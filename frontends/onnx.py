@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import onnx
@@ -244,8 +244,10 @@ def _fold(node: onnx.NodeProto, arrays: list[np.ndarray | None], model: onnx.Mod
 class _Importer:
     """One import: the builder, the operand environment and the model's opset."""
 
-    def __init__(self, model: onnx.ModelProto, name: str, where: str) -> None:
+    def __init__(self, model: onnx.ModelProto, name: str, where: str,
+                 constants: Mapping[str, np.ndarray] | None = None) -> None:
         self.model = model
+        self.constants = dict(constants or {})
         self.where = where
         self.opset = default_opset(model)
         self.b = GraphBuilder(name)
@@ -257,6 +259,9 @@ class _Importer:
         for t in g.initializer:
             self.env[t.name] = numpy_helper.to_array(t)
         for v in g.input:
+            if v.name in self.constants:
+                self.env[v.name] = np.asarray(self.constants[v.name])
+                continue
             if v.name in inits:
                 continue  # IR < 4 lists initializers as inputs too
             tt = v.type.tensor_type
@@ -337,10 +342,15 @@ class _Importer:
 
 
 def from_onnx(model: onnx.ModelProto | str | os.PathLike[str], *, name: str | None = None,
-              where: str = "<model>") -> Graph:
-    """Import an ONNX model (a ``ModelProto`` or a path) as a Graph."""
+              where: str = "<model>", constants: Mapping[str, np.ndarray] | None = None) -> Graph:
+    """Import an ONNX model (a ``ModelProto`` or a path) as a Graph.
+
+    ``constants`` binds graph inputs to fixed values: they become constants,
+    not inputs (for models that feed shape arguments, such as Reshape's
+    target, as inputs; see :mod:`tensoropt.backend`).
+    """
     if not isinstance(model, onnx.ModelProto):
         return load_onnx(model, name=name)
     model = _checked(model, where)
     gname = name or symbol_name(model.graph.name or "onnx")
-    return _Importer(model, gname, where).run()
+    return _Importer(model, gname, where, constants).run()

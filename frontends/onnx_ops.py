@@ -350,10 +350,19 @@ def _batchnorm(cx: Ctx) -> list[Operand]:
 
 @converter("LayerNormalization")
 def _layernorm(cx: Ctx) -> list[Operand]:
-    _no_extra_outputs(cx, "Mean/InvStdDev outputs")
     ins = [cx.tensor(0), cx.tensor(1)] + ([cx.tensor(2)] if cx.has(2) else [])
-    return [T(cx.op("layernorm", *ins, out=0, axis=cx.attr_int("axis", -1),
-                    epsilon=cx.attr_float("epsilon", 1e-5)))]
+    axis, eps = cx.attr_int("axis", -1), cx.attr_float("epsilon", 1e-5)
+    y = cx.op("layernorm", *ins, out=0, axis=axis, epsilon=eps)
+    if not any(cx.out_name(k) for k in (1, 2)):
+        return [T(y)]
+    # Mean and InvStdDev (kept dims), as ONNX's function body computes them
+    x = ins[0]
+    axes = tuple(range(axis % cx.rank(0), cx.rank(0)))
+    mean = cx.op("reduce_mean", x, out=1, axes=axes, keepdims=True)
+    d = cx.op("sub", x, mean)
+    var = cx.op("reduce_mean", cx.op("mul", d, d), axes=axes, keepdims=True)
+    inv = cx.op("rsqrt", cx.op("add", var, cx.scalar(eps, x)), out=2)
+    return [T(y), T(mean), T(inv)]
 
 
 @converter("InstanceNormalization")
@@ -460,7 +469,8 @@ def _reshape(cx: Ctx) -> list[Operand]:
 
 @converter("Flatten")
 def _flatten(cx: Ctx) -> list[Operand]:
-    return [T(cx.op("flatten", cx.tensor(0), out=0, axis=cx.attr_int("axis", 1) % (cx.rank(0) + 1)))]
+    axis = cx.attr_int("axis", 1)
+    return [T(cx.op("flatten", cx.tensor(0), out=0, axis=axis + cx.rank(0) if axis < 0 else axis))]
 
 
 @converter("Transpose")
@@ -593,7 +603,9 @@ def _depth_space(cx: Ctx) -> list[Operand]:
     x = cx.tensor(0)
     if cx.node.op_type == "SpaceToDepth":
         t = cx.op("reshape", x, shape=(n, c, h // b, b, w // b, b))
-        t = cx.op("transpose", t, perm=(0, 3, 5, 1, 2, 4))
+        # DCR: out channel (by, bx, c); CRD: (c, by, bx)
+        dcr = cx.attr_str("mode", "DCR") == "DCR"
+        t = cx.op("transpose", t, perm=(0, 3, 5, 1, 2, 4) if dcr else (0, 1, 3, 5, 2, 4))
         return [T(cx.op("reshape", t, out=0, shape=(n, c * b * b, h // b, w // b)))]
     if cx.attr_str("mode", "DCR") == "DCR":
         t = cx.op("reshape", x, shape=(n, b, b, c // (b * b), h, w))

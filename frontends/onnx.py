@@ -33,7 +33,7 @@ from ..builder import GraphBuilder
 from ..errors import InputFileError, ShapeError, TensoroptError, UnsupportedError
 from ..ir.graph import Graph
 from ..ir.types import Dim, dtype_of
-from . import onnx_ops  # noqa: F401  (registers the converters)
+from . import onnx_ops, onnx_ops_math, onnx_ops_spatial  # noqa: F401  (register converters)
 from .onnx_context import CONVERTERS, Ctx, Dims, Operand, Tensor, normalize, onnx_dtype, symbol_name
 from .onnx_dims import DIMS_OPS
 

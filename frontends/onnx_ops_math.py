@@ -1,0 +1,3 @@
+"""ONNX converters for math, logic, scans and composite normalizations/losses."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""ONNX converters for indexing (gather/scatter), transposed and N-d windows, resize, attention."""
+
+from __future__ import annotations

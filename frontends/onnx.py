@@ -241,6 +241,14 @@ def _fold(node: onnx.NodeProto, arrays: list[np.ndarray | None], model: onnx.Mod
     return [np.asarray(r) for r in res]
 
 
+def _dims_data(op_type: str, inputs: list[Operand]) -> bool:
+    """Is this node computing on symbolic shape values (not merely reading a
+    shape argument, like Reshape's target)?"""
+    if op_type in ("Concat", "Add", "Sub", "Mul", "Div"):
+        return any(isinstance(op, Dims) for op in inputs)
+    return bool(inputs) and isinstance(inputs[0], Dims)
+
+
 class _Importer:
     """One import: the builder, the operand environment and the model's opset."""
 
@@ -327,7 +335,7 @@ class _Importer:
                                   self.model))
             except Exception:
                 pass  # the converter below gives the precise error (or handles it)
-        if any(isinstance(op, Dims) for op in given) and t in DIMS_OPS:
+        if t in DIMS_OPS and _dims_data(t, inputs):
             return DIMS_OPS[t](Ctx(self.b, node, inputs, self.opset, where, attrs))
         conv = CONVERTERS.get(t)
         if conv is None:

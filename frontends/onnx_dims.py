@@ -31,7 +31,9 @@ def _obj(cx: Ctx, i: int) -> np.ndarray:
     raise cx.unsupported(f"input {i} mixes symbolic shape values with run-time data")
 
 
-def _dims(a: np.ndarray) -> Dims:
+def _dims(a: object) -> Dims:
+    # np.take with a scalar index returns the element itself, not a 0-D array
+    a = np.asarray(a, dtype=object) if not isinstance(a, np.ndarray) else a
     flat = [int(v) if not isinstance(v, str) else v for v in a.reshape(-1)]
     return Dims(tuple(flat), scalar=a.ndim == 0)
 

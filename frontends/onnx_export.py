@@ -161,7 +161,7 @@ class _Emitter:
 
     def const(self, array: np.ndarray, what: str) -> str:
         name = self.tmp(what)
-        t = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        t = numpy_helper.from_array(np.array(array, order="C"), name)  # ascontiguousarray would make 0-d 1-d
         if self.sink.in_function:
             self.sink.nodes.append(helper.make_node(
                 "Constant", [], [name], name=self.node_names.fresh(f"{self.owner}/{what}"), value=t))
@@ -367,18 +367,9 @@ def _lrn(c: _OpCtx) -> None:
 
 
 def _layernorm(c: _OpCtx) -> None:
-    x = c.type(0)
-    ax = norm_axis(aint(c.attrs, "axis"), x.rank)
-    norm = x.shape[ax:]
-    ins = c.ins
-    for k in range(1, len(ins)):
-        # onnxruntime wants scale and bias of the normalized shape itself.
-        if c.type(k).shape != norm:
-            if not all(isinstance(d, int) for d in norm):
-                raise c.em.refuse(f"input {k} has shape {list(c.type(k).shape)}, which must be broadcast "
-                                  f"to the symbolic normalized shape {list(norm)}")
-            ins[k] = c.em.one("Expand", [ins[k], c.em.ints([int(d) for d in norm], "norm_shape")])
-    c.emit("LayerNormalization", ins, axis=ax, epsilon=afloat(c.attrs, "epsilon"))
+    # ONNX defines Scale and B by broadcasting Mul/Add, the registry's rule too.
+    c.emit("LayerNormalization", axis=norm_axis(aint(c.attrs, "axis"), c.type(0).rank),
+           epsilon=afloat(c.attrs, "epsilon"))
 
 
 def _gemm(c: _OpCtx) -> None:
@@ -522,6 +513,21 @@ class _Val:
     cond: str | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class _Read:
+    """An access before it is laid out in frame order.
+
+    The ONNX tensor ``name`` has one axis per iterator in ``axes``, in the
+    order the source stores them; ``mask`` (over ``mask_axes``, frame order)
+    is True where the read is in bounds, None when every read is.
+    """
+
+    name: str
+    axes: tuple[str, ...]
+    mask: np.ndarray | None = None
+    mask_axes: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class _Frame:
     """The iterators of one scope: traversal then reduction, in order."""
@@ -594,6 +600,8 @@ class _ScopeCompiler:
         self.compute = compute
         self.dim_of = dim_of
         self._memo: dict[tuple[_Frame, Expr], _Val] = {}
+        self._reads: dict[tuple[_Frame, Access], _Read] = {}
+        self._iotas: dict[tuple[int, Dim], str] = {}
         self._closed: dict[Scope, str] = {}
         self._dims: dict[str, str] = {}
         self._consts: dict[tuple[str, str], str] = {}
@@ -630,13 +638,20 @@ class _ScopeCompiler:
         """``Sum[...] { f1 * f2 * ... }`` as one Einsum over the factors' axes, or None."""
         if len(frame.defs) > len(_LETTERS):
             return None
-        factors = [self._value(f, frame) for f in _product_factors(s.body)]
+        factors: list[_Val] = []
+        for f in _product_factors(s.body):
+            r = self._read(f, frame) if isinstance(f, Access) else None
+            # Einsum subscripts can follow a tensor's own axis order: no Transpose.
+            factors.append(_Val(r.name, r.axes) if r is not None and r.mask is None else self._value(f, frame))
         tensors = [f for f in factors if f.axes]
         if len(tensors) < 2:
             return None
         travs = [d.name for d in s.travs]
         out_axes = tuple(t for t in travs if any(t in f.axes for f in tensors))
-        sub = lambda axes: "".join(_LETTERS[frame.pos[a]] for a in axes)  # noqa: E731
+
+        def sub(axes: Sequence[str]) -> str:
+            return "".join(_LETTERS[frame.pos[a]] for a in axes)
+
         eq = ",".join(sub(f.axes) for f in tensors) + "->" + sub(out_axes)
         name = self.em.one("Einsum", [f.name for f in tensors], equation=eq)
         for f in factors:
@@ -651,11 +666,12 @@ class _ScopeCompiler:
         if not absent or reduce in ("Max", "Min"):
             return v
         static = math.prod(int(d.extent) for d in absent if isinstance(d.extent, int))
-        count = self._k(float(static))
-        for d in absent:
-            if isinstance(d.extent, str):
-                n = self.em.one("Cast", [self._dim(d.extent)], to=_ONNX_DTYPE[self.compute])
-                count = self.em.one("Mul", [count, self.em.one("Squeeze", [n])])
+        symbolic = [d.extent for d in absent if isinstance(d.extent, str)]
+        count = self._k(float(static)) if static != 1 or not symbolic else None
+        for sym in symbolic:
+            n = self.em.one("Squeeze", [self.em.one("Cast", [self._dim(sym)], to=_ONNX_DTYPE[self.compute])])
+            count = n if count is None else self.em.one("Mul", [count, n])
+        assert count is not None
         op = "Mul" if reduce == "Sum" else "Pow"
         return _Val(self.em.one(op, [v.name, count]), v.axes)
 
@@ -740,19 +756,48 @@ class _ScopeCompiler:
         return self.em.one("Unsqueeze", [v.name, self.em.ints(missing, "axes")])
 
     def _iota(self, d: IterDef) -> _Val:
-        """An iterator used as a number: its values along its own axis."""
+        """An iterator used as a number: its values along its own axis.
+
+        Iterators with the same range share one tensor (only the label differs).
+        """
+        key = (d.start, d.extent)
+        if key not in self._iotas:
+            self._iotas[key] = self._range(d)
+        return _Val(self._iotas[key], (d.name,))
+
+    def _range(self, d: IterDef) -> str:
         if isinstance(d.extent, int):
-            vals = np.arange(d.start, d.start + d.extent).astype(DTYPES[self.compute])
-            return _Val(self.em.const(vals, d.name), (d.name,))
+            return self.em.const(np.arange(d.start, d.start + d.extent).astype(DTYPES[self.compute]), d.name)
         em = self.em
         stop = em.one("Squeeze", [self._dim(d.extent)])  # symbolic extents start at 0
         zero, one = (em.const(np.asarray(v, np.int64), w) for v, w in ((0, "zero"), (1, "one")))
-        r = em.one("Range", [zero, stop, one])
-        return _Val(em.one("Cast", [r], to=_ONNX_DTYPE[self.compute]), (d.name,))
+        return em.one("Cast", [em.one("Range", [zero, stop, one])], to=_ONNX_DTYPE[self.compute])
 
     # -- accesses -----------------------------------------------------------
 
     def _access(self, a: Access, frame: _Frame) -> _Val:
+        """``a`` in frame order, with the pad value where it reads out of bounds."""
+        r = self._read(a, frame)
+        name, ordered = r.name, frame.order(r.axes)
+        if r.axes != ordered:
+            name = self.em.one("Transpose", [name], perm=[r.axes.index(x) for x in ordered])
+        if r.mask is None:
+            return _Val(name, ordered)
+        # The mask table varies along ``mask_axes`` only; shaped against
+        # ``ordered`` here, it broadcasts without an Unsqueeze.
+        layout = [r.mask.shape[r.mask_axes.index(x)] if x in r.mask_axes else 1 for x in ordered]
+        m = self.em.const(r.mask.reshape(layout), "in_bounds")
+        return _Val(self.em.one("Where", [m, name, self._k(a.pad)]), ordered)
+
+    def _read(self, a: Access, frame: _Frame) -> _Read:
+        key = (frame, a)
+        if key not in self._reads:
+            self._reads[key] = self._build_read(a, frame)
+        return self._reads[key]
+
+    def _build_read(self, a: Access, frame: _Frame) -> _Read:
+        """Plain-iterator axes are kept as they are, size-1 broadcast axes
+        squeezed, and every other axis read through :meth:`_gather`."""
         name, shape, dtype = self._source(a)
         if len(a.indices) != len(shape):
             raise self.em.refuse(f"an access has {len(a.indices)} indices into a rank-{len(shape)} tensor")
@@ -761,7 +806,7 @@ class _ScopeCompiler:
                 if it not in frame.pos:
                     raise self.em.refuse(f"iterator {it!r} in {print_expr(a)} is not bound by its scope")
         if any(d == 0 for d in shape):
-            return _Val(self._k(a.pad), ())  # nothing to read: every read is out of bounds
+            return _Read(self._k(a.pad), ())  # nothing to read: every read is out of bounds
         if dtype != self.compute:
             # Cast first: Squeeze and friends do not take every dtype (bool).
             name = self.em.one("Cast", [name], to=_ONNX_DTYPE[self.compute])
@@ -777,26 +822,12 @@ class _ScopeCompiler:
             else:
                 labels.append(None)
                 cplx.append(k)
-        mask: np.ndarray | None = None
-        mask_axes: tuple[str, ...] = ()
         if cplx:
-            name, axes, mask, mask_axes = self._gather(a, name, shape, labels, cplx, frame)
-        else:
-            drop = [k for k, lab in enumerate(labels) if lab is None]
-            if drop:
-                name = self.em.one("Squeeze", [name, self.em.ints(drop, "axes")])
-            axes = [lab for lab in labels if lab is not None]
-        ordered = frame.order(axes)
-        if tuple(axes) != ordered:
-            name = self.em.one("Transpose", [name], perm=[axes.index(x) for x in ordered])
-        if mask is None:
-            return _Val(name, ordered)
-        # Out-of-bounds reads give the pad value. The mask table varies along
-        # ``used`` only; shaping it against ``ordered`` here saves an Unsqueeze.
-        used = [x for x in ordered if x in mask_axes]
-        layout = [mask.shape[used.index(x)] if x in used else 1 for x in ordered]
-        m = self.em.const(mask.reshape(layout), "in_bounds")
-        return _Val(self.em.one("Where", [m, name, self._k(a.pad)]), ordered)
+            return self._gather(a, name, shape, labels, cplx, frame)
+        drop = [k for k, lab in enumerate(labels) if lab is None]
+        if drop:
+            name = self.em.one("Squeeze", [name, self.em.ints(drop, "axes")])
+        return _Read(name, tuple(lab for lab in labels if lab is not None))
 
     def _source(self, a: Access) -> tuple[str, tuple[Dim, ...], str]:
         """(ONNX name, shape, dtype) of what ``a`` reads."""
@@ -810,15 +841,13 @@ class _ScopeCompiler:
         return a.source, t.shape, t.dtype
 
     def _gather(self, a: Access, name: str, shape: Sequence[Dim], labels: list[str | None],
-                cplx: list[int], frame: _Frame
-                ) -> tuple[str, list[str], np.ndarray | None, tuple[str, ...]]:
+                cplx: list[int], frame: _Frame) -> _Read:
         """Read the non-plain axes ``cplx`` through one Gather on a precomputed index table.
 
         The table is indexed by the iterators those indices use (``U``, frame
         order) and holds the flat offset into the merged ``cplx`` axes,
-        clipped into bounds. Returns the gathered tensor, its axes' iterators,
-        and the in-bounds mask over ``U`` (None when every read is in bounds).
-        Needs static sizes on the computed axes and static extents in ``U``.
+        clipped into bounds, plus the in-bounds mask over ``U``. Needs static
+        sizes on the computed axes and static extents in ``U``.
         """
         for k in cplx:
             if not isinstance(shape[k], int):
@@ -861,8 +890,8 @@ class _ScopeCompiler:
             axis = len(lead)
             axes = [labels[k] for k in lead] + list(used)
         name = em.one("Gather", [name, em.const(flat, "index")], axis=axis)
-        named = [x for x in axes if x is not None]
-        return name, named, (None if inside.all() else inside), used
+        named = tuple(x for x in axes if x is not None)
+        return _Read(name, named, None if inside.all() else inside, used)
 
     def _index(self, e: Expr, grids: Mapping[str, np.ndarray]) -> np.ndarray | int:
         """An index expression over the iterator grids (Python ``//`` and ``%``, as the interpreter)."""
@@ -1006,7 +1035,7 @@ def _initializers(graph: Graph) -> list[TensorProto]:
         if c.name not in graph.weights:
             raise UnsupportedError(f"graph {graph.name}: constant %{c.name} has no data "
                                    "(load the graph with its .npz weights to export it)")
-        out.append(numpy_helper.from_array(np.ascontiguousarray(graph.weights[c.name]), c.name))
+        out.append(numpy_helper.from_array(np.array(graph.weights[c.name], order="C"), c.name))
     return out
 
 
@@ -1025,10 +1054,6 @@ def to_onnx(graph: Graph, *, opset: int = 18, local_functions: bool = True) -> M
 
     _check_opset(opset)
     verify(graph, REGISTRY)
-    dup = [o for o, n in Counter(graph.outputs).items() if n > 1]
-    if dup:
-        raise UnsupportedError(f"graph {graph.name} returns %{dup[0]} more than once; "
-                               "ONNX graph outputs need distinct names")
     weight_bytes = sum(int(a.nbytes) for a in graph.weights.values())
     if weight_bytes >= _PROTO_LIMIT:
         raise UnsupportedError(f"graph {graph.name} has {weight_bytes / 2**30:.1f} GiB of weights; "
@@ -1050,6 +1075,7 @@ def to_onnx(graph: Graph, *, opset: int = 18, local_functions: bool = True) -> M
     g = helper.make_graph(
         sink.nodes, graph.name,
         [_value_info(v.name, v.type) for v in graph.inputs],
+        # A tensor returned twice is listed twice: the checker and onnxruntime accept that.
         [_value_info(v.name, v.type) for v in graph.output_values],
         initializer=sink.initializers,
         value_info=[_value_info(v.name, v.type) for n in graph.nodes for v in n.outputs

@@ -146,6 +146,10 @@ def _elu_family(cx: Ctx) -> list[Operand]:
 @converter("PRelu")
 def _prelu(cx: Ctx) -> list[Operand]:
     x, slope = cx.tensor(0), cx.tensor(1)
+    xs, ss = cx.shape(0), cx.shape(1)
+    if len(ss) == 1 and len(xs) > 2 and ss[0] == xs[1] and ss[0] != xs[-1] and ss[0] != 1:
+        # opset < 7 models give one slope per channel (dim 1), not NumPy-broadcast
+        slope = cx.op("reshape", slope, shape=(-1,) + (1,) * (len(xs) - 2))
     cond = cx.op("less", x, cx.scalar(0.0, x))
     return [T(cx.op("where", cond, cx.op("mul", x, slope), x, out=0))]
 

@@ -16,26 +16,50 @@ from .errors import EvalError, InputFileError
 from .ir.graph import Graph
 from .ir.types import FLOAT_DTYPES, TensorType
 
-#: file suffixes the loader understands. Frontends (ONNX, PyTorch) add theirs.
+#: file suffixes the text IR writer and reader use.
 TEXT_SUFFIXES = (".top",)
+
+
+def _load_text(p: Path) -> Graph:
+    from .ir.io import load_graph
+
+    return load_graph(p)
+
+
+def _load_onnx(p: Path) -> Graph:
+    from .frontends.onnx import load_onnx
+
+    return load_onnx(p)
+
+
+def _load_pt2(p: Path) -> Graph:
+    from .frontends.torch import load_pt2
+
+    return load_pt2(p)
+
+
+#: suffix -> reader. Frontends are imported only when their suffix is read
+#: (importing torch costs seconds; a .top user should not pay for it).
+READERS: dict[str, Callable[[Path], Graph]] = {".top": _load_text, ".onnx": _load_onnx, ".pt2": _load_pt2}
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
     """Load a graph from a file; the suffix picks the reader.
 
-    ``.top`` is the text IR (weights in the ``.npz`` beside it).
+    ``.top`` is the text IR (weights in the ``.npz`` beside it), ``.onnx`` an
+    ONNX model (external data beside it), ``.pt2`` a ``torch.export.save``
+    archive.
     """
     p = Path(path)
     if not p.exists():
         raise InputFileError(f"{p}: no such file")
     if p.is_dir():
         raise InputFileError(f"{p}: is a directory, expected a model file")
-    if p.suffix in TEXT_SUFFIXES:
-        from .ir.io import load_graph
-
-        return load_graph(p)
-    known = ", ".join(TEXT_SUFFIXES)
-    raise InputFileError(f"{p}: unknown file type {p.suffix or '(no suffix)'!r}; tensoropt reads {known}")
+    reader = READERS.get(p.suffix.lower())
+    if reader is None:
+        known = ", ".join(READERS)
+        raise InputFileError(f"{p}: unknown file type {p.suffix or '(no suffix)'!r}; tensoropt reads {known}")
+    return reader(p)
 
 
 def save(graph: Graph, path: str | os.PathLike[str]) -> None:

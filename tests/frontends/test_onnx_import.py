@@ -1,0 +1,195 @@
+"""The ONNX importer on models built here: dynamic shapes, external data, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tensoropt import api
+from tensoropt.errors import EvalError, InputFileError, ShapeError, UnsupportedError
+from tensoropt.frontends.onnx import from_onnx, load_onnx
+from tensoropt.interp import run_graph
+
+from onnx_models import light_path
+
+rng = np.random.default_rng(7)
+
+
+def _init(name: str, *shape: int) -> onnx.TensorProto:
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+
+def _model(nodes: list, inputs: list, outputs: list, inits: list, opset: int = 17) -> onnx.ModelProto:
+    g = helper.make_graph(nodes, "m", inputs, outputs, inits)
+    # IR 10: the newest this onnxruntime reads
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+    onnx.checker.check_model(m)
+    return m
+
+
+def _ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _dynamic_cnn() -> onnx.ModelProto:
+    """Conv -> flatten via Shape/Gather/Concat/Reshape (as exporters write it) -> Gemm,
+    with a symbolic batch."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Shape", ["r"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc", "fcb"], ["y"], transB=1),
+    ]
+    inits = [_init("w", 4, 3, 3, 3), _init("b", 4), _init("fc", 10, 256), _init("fcb", 10),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    return _model(nodes, [x], [y], inits)
+
+
+def test_dynamic_batch_imports_once_and_runs_at_two_sizes() -> None:
+    model = _dynamic_cnn()
+    g = from_onnx(model)
+    api.verify(g)
+    assert g.inputs[0].type.shape == ("batch", 3, 8, 8)
+    assert g.output_values[0].type.shape == ("batch", 10)
+    assert not any(n.op in ("gather", "concat") for n in g.nodes)  # shape arithmetic folded away
+    for batch in (1, 5):
+        x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+        ref = _ort(model, {"x": x})[0]
+        np.testing.assert_allclose(run_graph(g, {"x": x})["y"], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_dynamic_sequence_attention_block() -> None:
+    """Softmax(Q K^T / sqrt(d)) V with a symbolic sequence length."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "seq", 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "seq", 16])
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["q"]),
+        helper.make_node("MatMul", ["x", "wk"], ["k"]),
+        helper.make_node("MatMul", ["x", "wv"], ["v"]),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["s"]),
+        helper.make_node("Div", ["s", "scale"], ["ss"]),
+        helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["y"]),
+    ]
+    inits = [_init("wq", 16, 16), _init("wk", 16, 16), _init("wv", 16, 16),
+             numpy_helper.from_array(np.array(4.0, np.float32), "scale")]
+    model = _model(nodes, [x], [y], inits)
+    g = from_onnx(model)
+    assert g.inputs[0].type.shape == (1, "seq", 16)
+    for seq in (3, 11):
+        xv = rng.standard_normal((1, seq, 16)).astype(np.float32)
+        np.testing.assert_allclose(run_graph(g, {"x": xv})["y"], _ort(model, {"x": xv})[0], rtol=1e-4, atol=1e-5)
+
+
+def test_unnamed_dynamic_dim_gets_a_symbol() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+    g = from_onnx(_model([helper.make_node("Relu", ["x"], ["y"])], [x], [y], []))
+    (d0, d1) = g.inputs[0].type.shape
+    assert isinstance(d0, str) and d1 == 4
+
+
+def test_external_data_inside_the_model_directory(tmp_path: Path) -> None:
+    model = _dynamic_cnn()
+    saved = onnx.ModelProto()
+    saved.CopyFrom(model)  # save_model moves the data of the proto it is given
+    onnx.save_model(saved, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    g = load_onnx(tmp_path / "m.onnx")
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(run_graph(g, {"x": x})["y"], _ort(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
+def _with_location(tmp_path: Path, location: str) -> Path:
+    model = _dynamic_cnn()
+    onnx.save_model(model, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    m = onnx.load(str(tmp_path / "m.onnx"), load_external_data=False)
+    for t in m.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = location
+    onnx.save_model(m, str(tmp_path / "m.onnx"))
+    return tmp_path / "m.onnx"
+
+
+def test_external_data_outside_the_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 4096)
+    sub = tmp_path / "model"
+    sub.mkdir()
+    path = _with_location(sub, "../secret.bin")
+    with pytest.raises(InputFileError, match="outside the model's directory"):
+        load_onnx(path)
+
+
+def test_missing_external_data_file(tmp_path: Path) -> None:
+    path = _with_location(tmp_path, "nowhere.bin")
+    with pytest.raises(InputFileError, match="external data file 'nowhere.bin' .* is missing"):
+        load_onnx(path)
+
+
+def test_truncated_and_garbage_files(tmp_path: Path) -> None:
+    data = light_path("squeezenet").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 3])
+    (tmp_path / "junk.onnx").write_bytes(b"\xff\xfe not a protobuf at all" * 10)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for name in ("cut", "junk", "empty"):
+        with pytest.raises(InputFileError, match=f"{name}.onnx: not a valid ONNX model"):
+            load_onnx(tmp_path / f"{name}.onnx")
+
+
+def test_unsupported_op_names_op_node_and_opset() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, None])
+    m = _model([helper.make_node("NonZero", ["x"], ["nz"], name="find"),
+                helper.make_node("Cast", ["nz"], ["y"], to=TensorProto.FLOAT)], [x], [y], [], opset=17)
+    with pytest.raises(UnsupportedError, match=r"NonZero node 'find' \(opset 17\): unsupported op NonZero"):
+        from_onnx(m)
+
+
+def test_custom_domain_op_is_named() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    g = helper.make_graph([helper.make_node("FusedGelu", ["x"], ["y"], domain="com.example")], "m", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    with pytest.raises(UnsupportedError, match="com.example.FusedGelu"):
+        from_onnx(m)
+
+
+def test_bad_shapes_are_reported_by_onnx_inference() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])
+    m = helper.make_model(helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "m", [x], [y],
+                                            [_init("w", 4, 5)]), opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ShapeError, match="shape inference failed"):
+        from_onnx(m)
+
+
+def test_wrong_input_names_and_shapes_at_evaluation() -> None:
+    g = from_onnx(_dynamic_cnn())
+    with pytest.raises(EvalError, match="x"):
+        run_graph(g, {"image": np.zeros((1, 3, 8, 8), np.float32)})
+    with pytest.raises(EvalError):
+        run_graph(g, {"x": np.zeros((1, 3, 9, 8), np.float32)})
+
+
+def test_unsupported_dtype_names_the_input() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [4])
+    m = _model([helper.make_node("Relu", ["x"], ["y"])], [x], [y], [])
+    with pytest.raises(UnsupportedError, match="input 'x': dtype BFLOAT16 is not supported"):
+        from_onnx(m)

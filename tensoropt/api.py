@@ -72,6 +72,13 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> None:
     save_graph(graph, p)
 
 
+def export_onnx(graph: Graph, path: str | os.PathLike[str], *, opset: int = 18) -> None:
+    """Write ``graph`` as an ONNX model, atomically."""
+    from .frontends.onnx_export import save_onnx
+
+    save_onnx(graph, Path(path), opset=opset)
+
+
 def verify(graph: Graph) -> None:
     """Check every IR invariant, op rules included; raises VerifyError."""
     from .ir.verify import verify as _verify

@@ -182,6 +182,22 @@ def cmd_opt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import api
+
+    g = api.load(args.file)
+    api.verify(g)
+    out = _check_output_path(args.output, (".onnx",))
+    api.export_onnx(g, out, opset=args.opset)
+    if args.json:
+        _emit_json({"file": args.file, "output": str(out), "opset": args.opset, "nodes": len(g.nodes),
+                    "bytes": out.stat().st_size})
+    else:
+        print(f"{args.file}: wrote {out} (ONNX opset {args.opset}, {len(g.nodes)} nodes, "
+              f"{out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
 def cmd_passes(args: argparse.Namespace) -> int:
     from .passes.pipeline import PASSES, pass_options
 
@@ -225,6 +241,7 @@ _EXAMPLES = {
     "check": "tensoropt check examples/mlp.top",
     "eval": "tensoropt eval examples/attention.top --random --bind seq=16 -o out.npz",
     "opt": "tensoropt opt examples/conv_block.top -p 'fold-constants,cse,dce,fuse-elementwise' -o opt.top",
+    "export": "tensoropt export examples/mlp.top -o mlp.onnx",
     "passes": "tensoropt passes --json",
     "ops": "tensoropt ops",
     "demo": "tensoropt demo",
@@ -234,7 +251,7 @@ _EXAMPLES = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tensoropt",
-        description="tensoropt: a tensor program optimizer (text IR, passes, reference interpreter).",
+        description="tensoropt: a tensor program optimizer (ONNX/PyTorch/text IR in, passes, reference interpreter, ONNX out).",
         epilog="example: " + _EXAMPLES["opt"],
     )
     p.add_argument("--version", action="version", version=f"tensoropt {_version()}")
@@ -247,16 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
         return sp
 
+    model_help = "model file: .top (text IR), .onnx or .pt2 (torch.export.save)"
     s = add("show", cmd_show, "print a graph in the canonical text format or as Graphviz dot")
-    s.add_argument("file", help="model file (.top text IR)")
+    s.add_argument("file", help=model_help)
     s.add_argument("--format", choices=("text", "dot"), default="text")
     s.add_argument("-o", "--output", help="write to this file instead of stdout")
 
     s = add("check", cmd_check, "verify a graph: SSA, types, shapes, op attributes, Expr well-formedness")
-    s.add_argument("file")
+    s.add_argument("file", help=model_help)
 
     s = add("eval", cmd_eval, "evaluate a graph with the NumPy reference interpreter")
-    s.add_argument("file")
+    s.add_argument("file", help=model_help)
     src = s.add_mutually_exclusive_group()
     src.add_argument("--inputs", metavar="IN.npz", help="input arrays by input name")
     src.add_argument("--random", action="store_true", help="seeded random inputs")
@@ -267,9 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs here")
 
     s = add("opt", cmd_opt, "run a pass pipeline and write the optimized graph")
-    s.add_argument("file")
+    s.add_argument("file", help=model_help)
     s.add_argument("-p", "--pipeline", required=True, help="e.g. 'dce,fold-constants,cse' or 'pass{opt=1}'")
     s.add_argument("-o", "--output", metavar="OUT.top", help="write here (+ OUT.npz weights); else print")
+
+    s = add("export", cmd_export, "write a graph as an ONNX model (for Netron or onnxruntime)")
+    s.add_argument("file", help=model_help)
+    s.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    s.add_argument("--opset", type=int, default=18, help="ONNX opset to target (default 18)")
 
     add("passes", cmd_passes, "list the passes and their options")
     add("ops", cmd_ops, "list the registered ops")

@@ -21,7 +21,15 @@ Invariants of the result: it passes ``onnx.checker.check_model(full_check=True)`
 (strict shape inference), or :func:`to_onnx` raises a one-line
 :class:`TensoroptError`; its outputs equal :func:`tensoropt.interp.run_graph`
 up to floating-point rounding. Supported opsets: ``MIN_OPSET`` to the newest
-one the installed ``onnx`` knows.
+one the installed ``onnx`` knows (onnxruntime 1.31 runs up to 26).
+
+Refused, with an :class:`UnsupportedError` naming the node: a nested scope
+that reads an enclosing iterator (a tensor per outer position, which no ONNX
+op builds); ``avgpool2d``/``avgpool3d`` with dilations below opset 19; a dtype the ONNX op
+does not take (``relu`` of ``u8``, checked against the op schema); an infinite
+or NaN pad value for an integer tensor. Also refused: opsets out of range,
+constants without data, and weights of 2 GiB or more (that needs ONNX
+external data).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -52,18 +60,17 @@ from tensoropt.ir.expr import (
     IterDef,
     Scope,
     free_iters,
-    walk,
+    tensor_names,
 )
 from tensoropt.ir.graph import Attrs, Graph, Node
 from tensoropt.ir.printer import print_expr
 from tensoropt.ir.types import DTYPES, FLOAT_DTYPES, Dim, TensorType
 from tensoropt.ops import REGISTRY
 from tensoropt.ops.common import abool, afloat, aint, aints, astr
-from tensoropt.ops.nn import avgpool_counts, window_of
 from tensoropt.ops.reduce import reduced_axes
 from tensoropt.ops.shapes import norm_axes, norm_axis
 
-__all__ = ["DOMAIN", "MIN_OPSET", "MAX_OPSET", "RULES", "to_onnx", "save_onnx"]
+__all__ = ["DOMAIN", "MAX_OPSET", "MIN_OPSET", "RULES", "save_onnx", "to_onnx"]
 
 #: the custom domain of the local functions that hold ``expr`` nodes.
 DOMAIN = "tensoropt"
@@ -142,7 +149,7 @@ class _Emitter:
         return self.values.fresh(f"{self.owner}/{what}")
 
     def node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str] | None = None,
-             *, domain: str = "", doc: str = "", **attrs: object) -> list[str]:
+             *, domain: str = "", doc: str = "", **attrs: Any) -> list[str]:
         """Emit one node; ``outputs=None`` makes one fresh output. Returns the outputs."""
         if domain == "":
             self._check_types(op_type, inputs)
@@ -156,7 +163,7 @@ class _Emitter:
         self.sink.nodes.append(n)
         return outs
 
-    def one(self, op_type: str, inputs: Sequence[str], output: str | None = None, **attrs: object) -> str:
+    def one(self, op_type: str, inputs: Sequence[str], output: str | None = None, **attrs: Any) -> str:
         return self.node(op_type, inputs, None if output is None else [output], **attrs)[0]
 
     def const(self, array: np.ndarray, what: str) -> str:
@@ -203,11 +210,14 @@ class _Emitter:
 
 @dataclass(frozen=True)
 class _OpCtx:
-    """What a rule sees: the node, its attributes with defaults, and an emitter."""
+    """What a rule sees: the node, its attributes with defaults, an emitter,
+    and ``lower(scope)``, which emits a scope computing the node's output the
+    way an ``expr`` node is emitted (for ops whose ONNX twin needs a newer opset)."""
 
     node: Node
     attrs: Attrs
     em: _Emitter
+    lower: Callable[[Scope], None]
 
     @property
     def ins(self) -> list[str]:
@@ -224,7 +234,7 @@ class _OpCtx:
     def type(self, k: int) -> TensorType:
         return self.em.types[self.node.inputs[k]]
 
-    def emit(self, op_type: str, inputs: Sequence[str] | None = None, **attrs: object) -> None:
+    def emit(self, op_type: str, inputs: Sequence[str] | None = None, **attrs: Any) -> None:
         """The node's single ONNX twin: same inputs and outputs unless given."""
         self.em.node(op_type, self.ins if inputs is None else inputs, self.outs, **attrs)
 
@@ -232,7 +242,7 @@ class _OpCtx:
 Rule = Callable[[_OpCtx], None]
 
 
-def _direct(op_type: str, **fixed: object) -> Rule:
+def _direct(op_type: str, **fixed: Any) -> Rule:
     """Rule for an op that is one ONNX op with the same inputs (and fixed attributes)."""
     return lambda c: c.emit(op_type, **fixed)
 
@@ -312,53 +322,274 @@ def _compare(op_type: str) -> Rule:
     return rule
 
 
-def _conv2d(c: _OpCtx) -> None:
-    kh, kw = c.type(1).shape[2:]
-    c.emit("Conv", kernel_shape=[kh, kw], strides=list(aints(c.attrs, "strides")),
+def _mod(c: _OpCtx) -> None:
+    """Python's ``%``: the remainder takes the divisor's sign."""
+    if c.type(0).dtype not in FLOAT_DTYPES:
+        c.emit("Mod", fmod=0)  # ONNX integer Mod already follows the divisor
+        return
+    # ONNX float Mod is C fmod (the dividend's sign); move a nonzero remainder
+    # of the wrong sign by one divisor, as NumPy does (exact, unlike a - floor(a/b)*b).
+    em, (a, b) = c.em, c.ins
+    zero = em.scalar(0.0, c.type(0).dtype, "zero")
+    r = em.one("Mod", [a, b], fmod=1)
+    wrong = em.one("And", [em.one("Xor", [em.one("Less", [r, zero]), em.one("Less", [b, zero])]),
+                           em.one("Not", [em.one("Equal", [r, zero])])])
+    em.one("Where", [wrong, em.one("Add", [r, b]), r], c.out)
+
+
+#: the unsigned type of each integer dtype's width: ONNX BitShift shifts only unsigned integers.
+_UNSIGNED: Mapping[str, int] = MappingProxyType({
+    "i8": TensorProto.UINT8, "i16": TensorProto.UINT16, "i32": TensorProto.UINT32,
+    "i64": TensorProto.UINT64, "u8": TensorProto.UINT8,
+})
+
+
+def _shift(direction: str) -> Rule:
+    """``shift_left``/``shift_right`` through BitShift on the unsigned twin type.
+
+    The registry's rules: left shifts wrap (two's complement), right shifts of
+    signed values are arithmetic, and a shift by < 0 or >= the bit width gives
+    0 (left) or the sign fill (right); BitShift leaves those undefined, so the
+    amount is made safe first and the result chosen after.
+    """
+
+    def rule(c: _OpCtx) -> None:
+        em, (x, y) = c.em, c.ins
+        t = c.type(0)
+        signed = not t.dtype.startswith("u")
+        bits = t.np_dtype.itemsize * 8
+
+        def k(v: int, what: str) -> str:
+            return em.scalar(v, t.dtype, what)
+
+        zero = k(0, "zero")
+        ok = em.one("And", [em.one("GreaterOrEqual", [y, zero]), em.one("Less", [y, k(bits, "width")])])
+        amount = em.one("Cast", [em.one("Where", [ok, y, zero])], to=_UNSIGNED[t.dtype])
+        ux = em.one("Cast", [x], to=_UNSIGNED[t.dtype]) if signed else x
+        if direction == "LEFT" or not signed:
+            shifted = em.one("BitShift", [ux, amount], direction=direction)
+            fill = zero
+        else:
+            # Arithmetic shift of a negative x: the complement of the logical
+            # shift of its complement (the vacated bits become ones).
+            neg = em.one("Less", [x, zero])
+            logical = em.one("BitShift", [ux, amount], direction="RIGHT")
+            flipped = em.one("BitShift", [em.one("BitwiseNot", [ux]), amount], direction="RIGHT")
+            shifted = em.one("Where", [neg, em.one("BitwiseNot", [flipped]), logical])
+            fill = em.one("Where", [neg, k(-1, "minus_one"), zero])
+        if signed:
+            shifted = em.one("Cast", [shifted], to=_ONNX_DTYPE[t.dtype])  # wraps, as two's complement
+        em.one("Where", [ok, shifted, fill], c.out)
+
+    return rule
+
+
+def _via_expr(c: _OpCtx) -> None:
+    """Emit the op through its registry Expr definition (exact by construction)."""
+    rules = REGISTRY[c.node.op]
+    scope = rules.expr(c.node.inputs, [c.type(k) for k in range(len(c.ins))], c.attrs) if rules.expr else None
+    if scope is None:
+        raise c.em.refuse(f"{c.node.op} has no ONNX twin at this opset and no Expr definition here")
+    c.lower(scope)
+
+
+def _cumulative(op_type: str, since: int) -> Rule:
+    def rule(c: _OpCtx) -> None:
+        if c.em.opset < since:
+            _via_expr(c)  # e.g. CumProd is new in opset 26: a reduction over shifted reads instead
+            return
+        axis = c.em.const(np.asarray(aint(c.attrs, "axis"), np.int64), "axis")
+        c.emit(op_type, [c.ins[0], axis], exclusive=int(abool(c.attrs, "exclusive")),
+               reverse=int(abool(c.attrs, "reverse")))
+
+    return rule
+
+
+def _arg(op_type: str) -> Rule:
+    # NaN: the registry (NumPy) takes NaN as the extreme; onnxruntime need not.
+    return lambda c: c.emit(op_type, axis=aint(c.attrs, "axis"), keepdims=int(abool(c.attrs, "keepdims")),
+                            select_last_index=int(abool(c.attrs, "select_last_index")))
+
+
+def _topk(c: _OpCtx) -> None:
+    # ONNX TopK also puts the lower index first among equal values.
+    k = c.em.ints([aint(c.attrs, "k")], "k")
+    c.emit("TopK", [c.ins[0], k], axis=aint(c.attrs, "axis"), largest=int(abool(c.attrs, "largest")), sorted=1)
+
+
+def _onehot(c: _OpCtx) -> None:
+    """``values[1]`` where the index equals the position (or position - depth), else ``values[0]``.
+
+    Spelled out rather than ONNX OneHot, whose meaning is the same but which
+    onnxruntime implements for a few index/value/depth dtype triples only.
+    """
+    em, (idx, values) = c.em, c.ins
+    t, depth = c.type(0), aint(c.attrs, "depth")
+    ax = norm_axis(aint(c.attrs, "axis"), t.rank + 1)
+    at = em.one("Unsqueeze", [idx, em.ints([ax], "axis")])
+    # positions along the new axis, laid out to broadcast against ``at``
+    pos = np.arange(depth).astype(t.np_dtype).reshape((depth,) + (1,) * (t.rank - ax))
+    hit = em.one("Or", [em.one("Equal", [at, em.const(pos, "positions")]),
+                        em.one("Equal", [at, em.const(pos - depth, "from_end")])])
+    on, off = (em.one("Gather", [values, em.const(np.asarray(k, np.int64), w)], axis=0)
+               for k, w in ((1, "on"), (0, "off")))
+    em.one("Where", [hit, on, off], c.out)
+
+
+def _trilu(c: _OpCtx) -> None:
+    k = c.em.const(np.asarray(aint(c.attrs, "k"), np.int64), "k")
+    c.emit("Trilu", [c.ins[0], k], upper=int(abool(c.attrs, "upper")))
+
+
+def _resize(c: _OpCtx) -> None:
+    """ONNX Resize with its ``axes`` attribute; the registry keeps one scale
+    *and* one size per axis, ONNX takes one of them and derives the other.
+
+    Sizes are passed when ``size / input`` is exactly the scale (ONNX then
+    uses that very scale); otherwise scales, when ONNX's ``floor(input *
+    scale)`` gives the sizes. Anything else has no ONNX spelling.
+    """
+    a, t, em = c.attrs, c.type(0), c.em
+    axes = [ax % t.rank for ax in (aints(a, "axes") or tuple(range(t.rank)))]
+    scales, sizes = [float(v) for v in a["scales"]], list(aints(a, "sizes"))  # type: ignore[union-attr]
+    dims = [int(t.shape[ax]) for ax in axes]  # resized axes are static (the registry's rule)
+    crop = astr(a, "coordinate_transformation_mode") == "tf_crop_and_resize"
+    roi = em.const(np.asarray(a["roi"] or [0.0] * len(axes) + [1.0] * len(axes), np.float32), "roi") if crop else ""
+    if all(n / d == sc for n, d, sc in zip(sizes, dims, scales)):
+        how = ["", em.ints(sizes, "sizes")]
+    elif not crop and all(math.floor(d * np.float32(sc)) == n for n, d, sc in zip(sizes, dims, scales)):
+        how = [em.const(np.asarray(scales, np.float32), "scales"), ""]
+    else:
+        raise em.refuse(f"scales={scales} and sizes={sizes} of axes {axes} disagree; ONNX Resize takes "
+                        "one and derives the other")
+    attrs: dict[str, Any] = dict(
+        axes=axes, mode=astr(a, "mode"),
+        coordinate_transformation_mode=astr(a, "coordinate_transformation_mode"),
+        nearest_mode=astr(a, "nearest_mode"), cubic_coeff_a=afloat(a, "cubic_coeff_a"),
+        exclude_outside=int(abool(a, "exclude_outside")),
+        extrapolation_value=afloat(a, "extrapolation_value"), antialias=int(abool(a, "antialias")))
+    if t.dtype in FLOAT_DTYPES or astr(a, "mode") == "nearest":
+        c.emit("Resize", [c.ins[0], roi] + how, **attrs)
+        return
+    # Interpolating integers: ONNX rounds the weighted sums half to even and
+    # saturates; onnxruntime's integer kernels round differently, so
+    # interpolate in f32 (onnxruntime has no f64 Resize) and round here.
+    info = np.iinfo(t.np_dtype)
+    y = em.one("Round", [em.one("Resize", [em.one("Cast", [c.ins[0]], to=TensorProto.FLOAT), roi] + how, **attrs)])
+    lo, hi = (em.const(np.asarray(v, np.float32), w) for v, w in ((info.min, "dtype_min"), (info.max, "dtype_max")))
+    em.one("Cast", [em.one("Clip", [y, lo, hi])], c.out, to=_ONNX_DTYPE[t.dtype])
+
+
+def _int64_indices(c: _OpCtx, k: int) -> list[str]:
+    """The inputs with input ``k`` (indices) as i64: GatherND and ScatterND take no i32."""
+    ins = c.ins
+    if c.type(k).dtype != "i64":
+        ins[k] = c.em.one("Cast", [ins[k]], to=TensorProto.INT64)
+    return ins
+
+
+def _conv(c: _OpCtx) -> None:
+    # pads are all begins then all ends, ONNX's layout, for every spatial rank.
+    c.emit("Conv", kernel_shape=list(c.type(1).shape[2:]), strides=list(aints(c.attrs, "strides")),
            pads=list(aints(c.attrs, "pads")), dilations=list(aints(c.attrs, "dilations")),
            group=aint(c.attrs, "group"))
 
 
-def _pool_window(c: _OpCtx) -> tuple[list[int], list[int], int]:
-    """(kernel, pads with any ceil-mode overhang added at the end, overhang rows+cols).
+def _conv_transpose(c: _OpCtx) -> None:
+    """ONNX ConvTranspose crops its full output by ``pads``; the registry's
+    negative pads extend it with zeros instead, so those become a Pad after it
+    (and the bias, which the extension also gets, an Add after that)."""
+    r = c.type(0).rank - 2
+    pads = aints(c.attrs, "pads")
+    attrs: dict[str, Any] = dict(
+        kernel_shape=list(c.type(1).shape[2:]), strides=list(aints(c.attrs, "strides")),
+        dilations=list(aints(c.attrs, "dilations")), group=aint(c.attrs, "group"),
+        pads=[max(p, 0) for p in pads])
+    grow = [max(-p, 0) for p in pads]
+    if not any(grow):
+        c.emit("ConvTranspose", **attrs)
+        return
+    em = c.em
+    y = em.one("ConvTranspose", c.ins[:2], **attrs)
+    widths = em.ints([0, 0] + grow[:r] + [0, 0] + grow[r:], "extend")
+    if len(c.ins) == 2:
+        em.one("Pad", [y, widths], c.out)
+        return
+    bias = em.one("Unsqueeze", [c.ins[2], em.ints(list(range(1, r + 1)), "bias_axes")])
+    em.one("Add", [em.one("Pad", [y, widths]), bias], c.out)
+
+
+def _pool_pads(c: _OpCtx) -> tuple[list[int], list[int]]:
+    """(pads with the ceil-mode overhang added at the ends, overhang per spatial axis).
 
     Pools are exported with ``ceil_mode=0`` and the overhang as explicit end
-    padding: the output size is then plainly ours, whatever a runtime's
-    ceil-mode rule (ONNX changed it in opset 19).
+    padding, so the output size is plainly the registry's whatever a
+    runtime's ceil-mode rule (ONNX changed it in opset 19). The overhang is
+    read off the node's verified output size: how far its last window
+    reaches past the padded input. A symbolic axis has a 1x1 unpadded
+    window (the registry's rule), which never overhangs.
     """
-    kernel = list(aints(c.attrs, "kernel"))
-    win = window_of(c.type(0), kernel, c.attrs, abool(c.attrs, "ceil_mode"))
-    t, l, b, r = win.pads
-    return kernel, [t, l, b + win.extra(0), r + win.extra(1)], win.extra(0) + win.extra(1)
+    x, y = c.type(0).shape[2:], c.node.outputs[0].type.shape[2:]
+    kernel, strides = aints(c.attrs, "kernel"), aints(c.attrs, "strides")
+    dil, pads = aints(c.attrs, "dilations"), aints(c.attrs, "pads")
+    r = len(kernel)
+    extra = []
+    for k in range(r):
+        size, out = x[k], y[k]
+        if not (isinstance(size, int) and isinstance(out, int)) or out == 0:
+            extra.append(0)
+            continue
+        reach = (out - 1) * strides[k] + (kernel[k] - 1) * dil[k] + 1
+        extra.append(max(0, reach - (size + pads[k] + pads[r + k])))
+    return list(pads[:r]) + [pads[r + k] + extra[k] for k in range(r)], extra
 
 
-def _maxpool2d(c: _OpCtx) -> None:
-    kernel, pads, _ = _pool_window(c)  # max ignores padding, so overhang as padding is exact
-    c.emit("MaxPool", kernel_shape=kernel, strides=list(aints(c.attrs, "strides")), pads=pads,
-           dilations=list(aints(c.attrs, "dilations")))
+def _window(c: _OpCtx, pads: list[int]) -> dict[str, Any]:
+    return dict(kernel_shape=list(aints(c.attrs, "kernel")), strides=list(aints(c.attrs, "strides")), pads=pads)
 
 
-def _avgpool2d(c: _OpCtx) -> None:
-    kernel, pads, overhang = _pool_window(c)
+def _maxpool(c: _OpCtx) -> None:
+    pads, _ = _pool_pads(c)  # max ignores padding, so overhang as padding is exact
+    c.emit("MaxPool", dilations=list(aints(c.attrs, "dilations")), **_window(c, pads))
+
+
+def _avgpool(c: _OpCtx) -> None:
+    pads, extra = _pool_pads(c)
     include = abool(c.attrs, "count_include_pad")
     dil = list(aints(c.attrs, "dilations"))
-    if dil != [1, 1] and c.em.opset < 19:
+    if any(d != 1 for d in dil) and c.em.opset < 19:
         raise c.em.refuse(f"AveragePool takes dilations={dil} only from opset 19; export with opset >= 19")
-    extra = {"dilations": dil} if c.em.opset >= 19 else {}
-    attrs = dict(kernel_shape=kernel, strides=list(aints(c.attrs, "strides")), pads=pads, **extra)
-    if not (include and overhang):
+    attrs = _window(c, pads) | ({"dilations": dil} if c.em.opset >= 19 else {})
+    if not (include and any(extra)):
         # Excluding pads, ONNX counts exactly the input positions a window
         # covers, which is the registry's divisor with or without overhang.
         c.emit("AveragePool", count_include_pad=int(include), **attrs)
         return
     # Counting pads but not the ceil-mode overhang: ONNX would count the
-    # overhang (we made it padding), so rescale by kernel area / true count.
+    # overhang too (it is padding now), so rescale by window size / true count.
     em = c.em
-    win = window_of(c.type(0), kernel, c.attrs, abool(c.attrs, "ceil_mode"))
-    counts = avgpool_counts(win, True)
-    scale = (kernel[0] * kernel[1] / counts).astype(c.type(0).np_dtype)
     avg = em.one("AveragePool", c.ins, count_include_pad=1, **attrs)
+    counts = _counted_taps(c)
+    scale = (math.prod(aints(c.attrs, "kernel")) / counts).astype(c.type(0).np_dtype)
     em.one("Mul", [avg, em.const(scale, "count_fix")], c.out)
+
+
+def _counted_taps(c: _OpCtx) -> np.ndarray:
+    """Per output position, the taps that land on the input or its explicit
+    pads (not the overhang): the registry's count_include_pad divisor. Static
+    sizes only (an overhang needs them). Axes are independent, so it is an
+    outer product of per-axis counts."""
+    x, y = c.type(0).shape[2:], c.node.outputs[0].type.shape[2:]
+    kernel, strides = aints(c.attrs, "kernel"), aints(c.attrs, "strides")
+    dil, pads = aints(c.attrs, "dilations"), aints(c.attrs, "pads")
+    r = len(kernel)
+    total = np.ones((), np.float64)
+    for k in range(r):
+        pos = (np.arange(int(y[k]))[:, None] * strides[k] + np.arange(kernel[k])[None, :] * dil[k]
+               - pads[k])  # input coordinate of each (output, tap)
+        per_axis = ((pos >= -pads[k]) & (pos < int(x[k]) + pads[r + k])).sum(axis=1)
+        total = np.multiply.outer(total, per_axis)
+    return total
 
 
 def _lrn(c: _OpCtx) -> None:
@@ -464,14 +695,25 @@ RULES: Mapping[str, Rule] = MappingProxyType({
     "tanh": _direct("Tanh"), "exp": _direct("Exp"), "log": _direct("Log"), "sqrt": _direct("Sqrt"),
     "rsqrt": _rsqrt, "neg": _direct("Neg"), "abs": _direct("Abs"), "erf": _direct("Erf"),
     "gelu": _gelu, "clip": _clip, "reciprocal": _direct("Reciprocal"),
+    "sin": _direct("Sin"), "cos": _direct("Cos"), "tan": _direct("Tan"), "arcsin": _direct("Asin"),
+    "arccos": _direct("Acos"), "arctan": _direct("Atan"), "sinh": _direct("Sinh"), "cosh": _direct("Cosh"),
+    "arcsinh": _direct("Asinh"), "arccosh": _direct("Acosh"), "arctanh": _direct("Atanh"),
+    "floor": _direct("Floor"), "ceil": _direct("Ceil"),
+    "round": _direct("Round"),  # halves to even, as NumPy's rint
     "add": _binary("Add"), "sub": _binary("Sub"), "mul": _binary("Mul"),
     # ONNX integer Div truncates toward zero, as the registry's does.
     "div": _binary("Div"), "pow": _binary("Pow"),
     "max": _binary("Max", "Or"), "min": _binary("Min", "And"),
+    "mod": _mod, "fmod": _direct("Mod", fmod=1),  # fmod=1 is C fmod for every dtype
+    "bitwise_and": _direct("BitwiseAnd"), "bitwise_or": _direct("BitwiseOr"),
+    "bitwise_xor": _direct("BitwiseXor"),
+    "shift_left": _shift("LEFT"), "shift_right": _shift("RIGHT"),
     "less": _compare("Less"), "greater": _compare("Greater"), "equal": _direct("Equal"),
     "where": _direct("Where"),
     # nn
-    "conv2d": _conv2d, "maxpool2d": _maxpool2d, "avgpool2d": _avgpool2d,
+    "conv2d": _conv, "conv3d": _conv, "conv_transpose2d": _conv_transpose,
+    "conv_transpose3d": _conv_transpose,
+    "maxpool2d": _maxpool, "maxpool3d": _maxpool, "avgpool2d": _avgpool, "avgpool3d": _avgpool,
     "global_avgpool": _direct("GlobalAveragePool"), "global_maxpool": _direct("GlobalMaxPool"),
     "lrn": _lrn, "batchnorm": lambda c: c.emit("BatchNormalization", epsilon=afloat(c.attrs, "epsilon")),
     "softmax": lambda c: c.emit("Softmax", axis=aint(c.attrs, "axis")),
@@ -490,6 +732,18 @@ RULES: Mapping[str, Rule] = MappingProxyType({
     "dropout": _direct("Identity"),  # inference: dropout is the identity
     "expand": _expand, "concat": _concat, "split": _split, "slice": _slice, "pad": _pad,
     "cast": _cast, "gather": _gather, "embedding": _direct("Gather", axis=0),
+    # Duplicate indices with reduction "none": ONNX leaves the winner open;
+    # onnxruntime applies updates in order, so the last wins, as in the registry.
+    "gather_elements": lambda c: c.emit("GatherElements", axis=aint(c.attrs, "axis")),
+    "scatter_elements": lambda c: c.emit("ScatterElements", axis=aint(c.attrs, "axis"),
+                                         reduction=astr(c.attrs, "reduction")),
+    "gather_nd": lambda c: c.emit("GatherND", _int64_indices(c, 1), batch_dims=aint(c.attrs, "batch_dims")),
+    "scatter_nd": lambda c: c.emit("ScatterND", _int64_indices(c, 1), reduction=astr(c.attrs, "reduction")),
+    # along one axis
+    "argmax": _arg("ArgMax"), "argmin": _arg("ArgMin"),
+    "cumsum": _cumulative("CumSum", 14), "cumprod": _cumulative("CumProd", 26),
+    "topk": _topk, "onehot": _onehot, "trilu": _trilu,
+    "resize": _resize,
 })
 
 
@@ -518,13 +772,14 @@ class _Read:
     """An access before it is laid out in frame order.
 
     The ONNX tensor ``name`` has one axis per iterator in ``axes``, in the
-    order the source stores them; ``mask`` (over ``mask_axes``, frame order)
-    is True where the read is in bounds, None when every read is.
+    order the source stores them. ``mask`` is True where the read is in
+    bounds: a constant table over ``mask_axes`` (frame order), a run-time
+    bool value when sizes are symbolic, or None when every read is in bounds.
     """
 
     name: str
     axes: tuple[str, ...]
-    mask: np.ndarray | None = None
+    mask: np.ndarray | _Val | None = None
     mask_axes: tuple[str, ...] = ()
 
 
@@ -549,6 +804,9 @@ _UNARY_FNS: Mapping[str, str] = MappingProxyType({
     "neg": "Neg", "abs": "Abs", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Tanh",
     "sigmoid": "Sigmoid", "relu": "Relu", "erf": "Erf", "sin": "Sin", "cos": "Cos",
     "floor": "Floor", "ceil": "Ceil", "sign": "Sign", "reciprocal": "Reciprocal",
+    "tan": "Tan", "arcsin": "Asin", "arccos": "Acos", "arctan": "Atan", "sinh": "Sinh", "cosh": "Cosh",
+    "arcsinh": "Asinh", "arccosh": "Acosh", "arctanh": "Atanh",
+    "round": "Round",  # halves to even, as NumPy's rint
 })
 _BINARY_FNS: Mapping[str, str] = MappingProxyType({"max": "Max", "min": "Min", "pow": "Pow"})
 #: comparisons give bool in ONNX; bodies read them as 1.0 / 0.0.
@@ -584,9 +842,10 @@ class _ScopeCompiler:
     Each scope is evaluated over its *frame* (traversal then reduction
     iterators); a value carries the frame iterators it varies along
     (:class:`_Val`), so broadcasting only ever materializes what a body uses.
-    Accesses become Transpose/Unsqueeze when indices are plain iterators, and
-    one Gather through a precomputed index table (plus a Where for the pad
-    value) when they are shifted, strided or reshaped; ``Sum`` over a product
+    Accesses become Squeeze/Transpose when indices are plain iterators, and
+    one Gather through an index tensor (plus a Where for the pad value) when
+    they are shifted, strided or reshaped: a constant table for static sizes,
+    int64 arithmetic at run time for symbolic ones. ``Sum`` over a product
     becomes Einsum, other reductions Reduce*. A nested scope must be closed
     (use no enclosing iterator): it is compiled once to a tensor and read like
     any other. ``dim_of(symbol)`` names a tensor and axis whose size is the
@@ -601,10 +860,11 @@ class _ScopeCompiler:
         self.dim_of = dim_of
         self._memo: dict[tuple[_Frame, Expr], _Val] = {}
         self._reads: dict[tuple[_Frame, Access], _Read] = {}
-        self._iotas: dict[tuple[int, Dim], str] = {}
+        self._iotas: dict[tuple[int, Dim, str], str] = {}
         self._closed: dict[Scope, str] = {}
         self._dims: dict[str, str] = {}
         self._consts: dict[tuple[str, str], str] = {}
+        self._int_consts: dict[int, str] = {}
 
     # -- entry ------------------------------------------------------------
 
@@ -654,10 +914,10 @@ class _ScopeCompiler:
 
         eq = ",".join(sub(f.axes) for f in tensors) + "->" + sub(out_axes)
         name = self.em.one("Einsum", [f.name for f in tensors], equation=eq)
-        for f in factors:
-            if not f.axes:  # scalar factors: applied once, after the contraction
-                name = self.em.one("Mul", [name, f.name])
-        used = {a for f in tensors for a in f.axes}
+        for v in factors:
+            if not v.axes:  # scalar factors: applied once, after the contraction
+                name = self.em.one("Mul", [name, v.name])
+        used = {a for v in tensors for a in v.axes}
         return self._repeat(_Val(name, out_axes), [d for d in s.sums if d.name not in used], "Sum")
 
     def _repeat(self, v: _Val, absent: Sequence[IterDef], reduce: str) -> _Val:
@@ -669,21 +929,26 @@ class _ScopeCompiler:
         symbolic = [d.extent for d in absent if isinstance(d.extent, str)]
         count = self._k(float(static)) if static != 1 or not symbolic else None
         for sym in symbolic:
-            n = self.em.one("Squeeze", [self.em.one("Cast", [self._dim(sym)], to=_ONNX_DTYPE[self.compute])])
+            n = self.em.one("Cast", [self._int_dim(sym)], to=_ONNX_DTYPE[self.compute])
             count = n if count is None else self.em.one("Mul", [count, n])
         assert count is not None
         op = "Mul" if reduce == "Sum" else "Pow"
         return _Val(self.em.one(op, [v.name, count]), v.axes)
 
     def _materialize(self, s: Scope, v: _Val) -> str:
-        """``v`` laid out as ``s``'s full shape (Unsqueeze + Expand for unused travs)."""
-        travs = tuple(d.name for d in s.travs)
-        if v.axes == travs:
+        """``v`` laid out as ``s``'s full shape."""
+        return self._fill(v, s.travs)
+
+    def _fill(self, v: _Val, defs: tuple[IterDef, ...]) -> str:
+        """``v`` with one full axis per iterator of ``defs`` (Unsqueeze + Expand
+        for those it does not vary along). ``v.axes`` must be a subsequence of them."""
+        names = tuple(d.name for d in defs)
+        if v.axes == names:
             return v.name
-        missing = [k for k, t in enumerate(travs) if t not in v.axes]
+        missing = [k for k, t in enumerate(names) if t not in v.axes]
         name = self.em.one("Unsqueeze", [v.name, self.em.ints(missing, "axes")])
         # Expand broadcasts both ways: 1 keeps a present axis as it is.
-        shape = [d.extent if d.name not in v.axes else 1 for d in s.travs]
+        shape = [d.extent if d.name not in v.axes else 1 for d in defs]
         return self.em.one("Expand", [name, self._shape(shape)])
 
     # -- bodies -------------------------------------------------------------
@@ -724,12 +989,14 @@ class _ScopeCompiler:
             return self._map("Reciprocal", [self._map("Sqrt", args, frame)], frame)
         if e.fn in _BINARY_FNS:
             return self._map(_BINARY_FNS[e.fn], args, frame)
+        if e.fn == "fmod":  # C remainder (the dividend's sign); float Mod needs fmod=1
+            return self._map("Mod", args, frame, fmod=1)
         if e.fn in _COMPARE_FNS:
-            cond = self._map(_COMPARE_FNS[e.fn], args, frame)
+            test = self._map(_COMPARE_FNS[e.fn], args, frame)
             if e.fn == "ne":
-                cond = self._map("Not", [cond], frame)
-            num = self.em.one("Cast", [cond.name], to=_ONNX_DTYPE[self.compute])
-            return _Val(num, cond.axes, cond=cond.name)
+                test = self._map("Not", [test], frame)
+            num = self.em.one("Cast", [test.name], to=_ONNX_DTYPE[self.compute])
+            return _Val(num, test.axes, cond=test.name)
         if e.fn == "where":
             c, x, y = args
             # The interpreter tests ``c != 0``, which is what Cast to bool does.
@@ -737,10 +1004,10 @@ class _ScopeCompiler:
             return self._map("Where", [_Val(cond, c.axes), x, y], frame)
         raise self.em.refuse(f"function {e.fn!r} has no ONNX equivalent here")
 
-    def _map(self, op_type: str, args: Sequence[_Val], frame: _Frame) -> _Val:
+    def _map(self, op_type: str, args: Sequence[_Val], frame: _Frame, **attrs: Any) -> _Val:
         """An elementwise ONNX op over ``args``, broadcast on the union of their axes."""
         axes = frame.order(a for v in args for a in v.axes)
-        return _Val(self.em.one(op_type, [self._align(v, axes) for v in args]), axes)
+        return _Val(self.em.one(op_type, [self._align(v, axes) for v in args], **attrs), axes)
 
     def _align(self, v: _Val, axes: tuple[str, ...]) -> str:
         """``v``'s tensor with size-1 axes inserted so it broadcasts against ``axes``.
@@ -760,18 +1027,20 @@ class _ScopeCompiler:
 
         Iterators with the same range share one tensor (only the label differs).
         """
-        key = (d.start, d.extent)
-        if key not in self._iotas:
-            self._iotas[key] = self._range(d)
-        return _Val(self._iotas[key], (d.name,))
+        return _Val(self._range(d, self.compute), (d.name,))
 
-    def _range(self, d: IterDef) -> str:
-        if isinstance(d.extent, int):
-            return self.em.const(np.arange(d.start, d.start + d.extent).astype(DTYPES[self.compute]), d.name)
-        em = self.em
-        stop = em.one("Squeeze", [self._dim(d.extent)])  # symbolic extents start at 0
-        zero, one = (em.const(np.asarray(v, np.int64), w) for v, w in ((0, "zero"), (1, "one")))
-        return em.one("Cast", [em.one("Range", [zero, stop, one])], to=_ONNX_DTYPE[self.compute])
+    def _range(self, d: IterDef, dtype: str) -> str:
+        """The values of ``d``'s range as a 1-D ``dtype`` tensor, one per range."""
+        key = (d.start, d.extent, dtype)
+        if key not in self._iotas:
+            if isinstance(d.extent, int):
+                vals = np.arange(d.start, d.start + d.extent).astype(DTYPES[dtype])
+                self._iotas[key] = self.em.const(vals, d.name)
+            else:
+                # symbolic extents start at 0
+                r = self.em.one("Range", [self._int(0), self._int_dim(d.extent), self._int(1)])
+                self._iotas[key] = r if dtype == "i64" else self.em.one("Cast", [r], to=_ONNX_DTYPE[dtype])
+        return self._iotas[key]
 
     # -- accesses -----------------------------------------------------------
 
@@ -783,10 +1052,13 @@ class _ScopeCompiler:
             name = self.em.one("Transpose", [name], perm=[r.axes.index(x) for x in ordered])
         if r.mask is None:
             return _Val(name, ordered)
-        # The mask table varies along ``mask_axes`` only; shaped against
-        # ``ordered`` here, it broadcasts without an Unsqueeze.
-        layout = [r.mask.shape[r.mask_axes.index(x)] if x in r.mask_axes else 1 for x in ordered]
-        m = self.em.const(r.mask.reshape(layout), "in_bounds")
+        if isinstance(r.mask, _Val):
+            m = self._align(r.mask, ordered)
+        else:
+            # The mask table varies along ``mask_axes`` only; shaped against
+            # ``ordered`` here, it broadcasts without an Unsqueeze.
+            layout = [r.mask.shape[r.mask_axes.index(x)] if x in r.mask_axes else 1 for x in ordered]
+            m = self.em.const(r.mask.reshape(layout), "in_bounds")
         return _Val(self.em.one("Where", [m, name, self._k(a.pad)]), ordered)
 
     def _read(self, a: Access, frame: _Frame) -> _Read:
@@ -842,34 +1114,19 @@ class _ScopeCompiler:
 
     def _gather(self, a: Access, name: str, shape: Sequence[Dim], labels: list[str | None],
                 cplx: list[int], frame: _Frame) -> _Read:
-        """Read the non-plain axes ``cplx`` through one Gather on a precomputed index table.
+        """Read the non-plain axes ``cplx`` through one Gather on the merged axes.
 
-        The table is indexed by the iterators those indices use (``U``, frame
-        order) and holds the flat offset into the merged ``cplx`` axes,
-        clipped into bounds, plus the in-bounds mask over ``U``. Needs static
-        sizes on the computed axes and static extents in ``U``.
+        The index tensor is indexed by the iterators those indices use (``U``,
+        frame order) and holds the flat offset into the merged ``cplx`` axes,
+        clipped into bounds; the mask says where the pad value applies
+        instead. With static sizes both are constant tables (computed here);
+        with symbolic ones they are computed at run time.
         """
-        for k in cplx:
-            if not isinstance(shape[k], int):
-                raise self.em.refuse(
-                    f"{print_expr(a)} reads axis {k} (symbolic size {shape[k]!r}) at a computed index; "
-                    "shifted, strided or reshaped reads need static sizes")
         used = frame.order(it for k in cplx for it in free_iters(a.indices[k]))
-        for it in used:
-            if not isinstance(frame.get(it).extent, int):
-                raise self.em.refuse(
-                    f"{print_expr(a)} uses iterator {it!r} of symbolic extent in a computed index; "
-                    "shifted, strided or reshaped reads need static extents")
-        ext = [int(frame.get(it).extent) for it in used]
-        grids = {it: np.arange(frame.get(it).start, frame.get(it).start + n).reshape(
-            [n if j == p else 1 for j in range(len(used))]) for p, (it, n) in enumerate(zip(used, ext))}
-        flat = np.zeros(ext, np.int64)
-        inside = np.ones(ext, bool)
-        for k in cplx:
-            d = int(shape[k])
-            ix = np.broadcast_to(self._index(a.indices[k], grids), ext)
-            inside &= (ix >= 0) & (ix < d)
-            flat = flat * d + np.clip(ix, 0, d - 1)
+        static = all(isinstance(shape[k], int) for k in cplx) and \
+            all(isinstance(frame.get(it).extent, int) for it in used)
+        index, mask = (self._static_index(a, shape, cplx, used, frame) if static
+                       else self._dynamic_index(a, shape, cplx, used, frame))
         em = self.em
         # Drop broadcast size-1 axes first, then bring the computed axes last and merge them.
         drop = [k for k, lab in enumerate(labels) if lab is None and k not in cplx]
@@ -884,14 +1141,75 @@ class _ScopeCompiler:
             perm = [keep.index(k) for k in lead + cplx]
             if perm != sorted(perm):
                 name = em.one("Transpose", [name], perm=perm)
-            size = math.prod(int(shape[k]) for k in cplx)
-            # Reshape's 0 copies the (possibly symbolic) leading dims in place.
-            name = em.one("Reshape", [name, em.ints([0] * len(lead) + [size], "merged")])
+            # Reshape's 0 copies the (possibly symbolic) leading dims in place; -1 is the merged size.
+            name = em.one("Reshape", [name, em.ints([0] * len(lead) + [-1], "merged")])
             axis = len(lead)
             axes = [labels[k] for k in lead] + list(used)
-        name = em.one("Gather", [name, em.const(flat, "index")], axis=axis)
-        named = tuple(x for x in axes if x is not None)
-        return _Read(name, named, None if inside.all() else inside, used)
+        name = em.one("Gather", [name, index], axis=axis)
+        return _Read(name, tuple(x for x in axes if x is not None), mask, used)
+
+    def _static_index(self, a: Access, shape: Sequence[Dim], cplx: list[int], used: tuple[str, ...],
+                      frame: _Frame) -> tuple[str, np.ndarray | None]:
+        """The index table as a constant, and the mask (None when all reads are in bounds)."""
+        ext = [int(frame.get(it).extent) for it in used]
+        grids = {it: np.arange(frame.get(it).start, frame.get(it).start + n).reshape(
+            [n if j == p else 1 for j in range(len(used))]) for p, (it, n) in enumerate(zip(used, ext))}
+        flat = np.zeros(ext, np.int64)
+        inside = np.ones(ext, bool)
+        for k in cplx:
+            d = int(shape[k])
+            ix = np.broadcast_to(self._index(a.indices[k], grids), ext)
+            inside &= (ix >= 0) & (ix < d)
+            flat = flat * d + np.clip(ix, 0, d - 1)
+        return self.em.const(flat, "index"), None if inside.all() else inside
+
+    def _dynamic_index(self, a: Access, shape: Sequence[Dim], cplx: list[int], used: tuple[str, ...],
+                       frame: _Frame) -> tuple[str, _Val]:
+        """The index tensor and mask computed at run time, in int64 ONNX ops."""
+        flat: _Val | None = None
+        inside: _Val | None = None
+        zero = _Val(self._int(0), ())
+        for k in cplx:
+            ix = self._index_val(a.indices[k], frame)
+            d = _Val(self._int_dim(shape[k]), ())
+            last = _Val(self.em.one("Sub", [d.name, self._int(1)]), ())
+            ok = self._map("And", [self._map("GreaterOrEqual", [ix, zero], frame),
+                                   self._map("Less", [ix, d], frame)], frame)
+            inside = ok if inside is None else self._map("And", [inside, ok], frame)
+            clipped = self._map("Clip", [ix, zero, last], frame)
+            flat = clipped if flat is None else self._map("Add", [self._map("Mul", [flat, d], frame), clipped], frame)
+        assert flat is not None and inside is not None
+        # Gather's index must span every iterator of ``U`` (its axes become the result's).
+        full = self._fill(flat, tuple(frame.get(it) for it in used))
+        return full, inside
+
+    def _index_val(self, e: Expr, frame: _Frame) -> _Val:
+        """An index expression as an int64 run-time value (Python ``//`` and ``%``)."""
+        if isinstance(e, Const) and float(e.value).is_integer():
+            return _Val(self._int(int(e.value)), ())
+        if isinstance(e, Iter):
+            return _Val(self._range(frame.get(e.name), "i64"), (e.name,))
+        if isinstance(e, BinOp) and e.op in ("+", "-", "*"):
+            a, b = self._index_val(e.lhs, frame), self._index_val(e.rhs, frame)
+            return self._map(_ARITH[e.op], [a, b], frame)
+        if isinstance(e, BinOp) and e.op in ("//", "%"):
+            a, b = self._index_val(e.lhs, frame), self._index_val(e.rhs, frame)
+            # Integer Mod with fmod=0 takes the divisor's sign, as Python does;
+            # a - a mod b is then an exact multiple of b, so Div cannot truncate.
+            rem = self._map("Mod", [a, b], frame)
+            if e.op == "%":
+                return rem
+            return self._map("Div", [self._map("Sub", [a, rem], frame), b], frame)
+        raise self.em.refuse(f"index {print_expr(e)} is not affine in the iterators")
+
+    def _int_dim(self, d: Dim) -> str:
+        """A dim as an int64 scalar tensor (one per symbol)."""
+        if isinstance(d, int):
+            return self._int(d)
+        key = f"scalar:{d}"
+        if key not in self._dims:
+            self._dims[key] = self.em.one("Squeeze", [self._dim(d)])
+        return self._dims[key]
 
     def _index(self, e: Expr, grids: Mapping[str, np.ndarray]) -> np.ndarray | int:
         """An index expression over the iterator grids (Python ``//`` and ``%``, as the interpreter)."""
@@ -907,6 +1225,12 @@ class _ScopeCompiler:
         raise self.em.refuse(f"index {print_expr(e)} is not affine in the iterators")
 
     # -- constants and shapes -------------------------------------------------
+
+    def _int(self, v: int) -> str:
+        """An int64 scalar (one per distinct value)."""
+        if v not in self._int_consts:
+            self._int_consts[v] = self.em.const(np.asarray(v, np.int64), "i")
+        return self._int_consts[v]
 
     def _k(self, v: float) -> str:
         """A scalar in the compute dtype (one per distinct value)."""
@@ -996,7 +1320,12 @@ def _rename_result(em: _Emitter, value: str, target: str) -> None:
 
 
 def _emit_expr(node: Node, em: _Emitter, graph: Graph, local_functions: bool,
-               functions: list[FunctionProto], fn_names: _Names) -> None:
+               functions: list[FunctionProto], fn_names: _Names, kind: str = "expr") -> None:
+    """Emit an ``expr`` node, as a local function ``<kind>_<output>`` or inline.
+
+    ``kind`` names what the scope came from: ``expr``, or a registry op
+    lowered through its Expr definition (the function is then ``cumprod_y``).
+    """
     assert node.expr is not None
     carriers = _symbol_carriers(graph, node, em.types)
     doc = f"{node.label}: {print_expr(node.expr)}"
@@ -1006,7 +1335,7 @@ def _emit_expr(node: Node, em: _Emitter, graph: Graph, local_functions: bool,
     body = _Sink(in_function=True)
     inner = _Emitter(body, _Names(em.types), _Names(), node.outputs[0].name, em.where, em.opset, em.types)
     read = _compile_expr(node, inner, carriers)
-    fname = fn_names.fresh(f"expr_{_sanitize(node.outputs[0].name)}")
+    fname = fn_names.fresh(f"{kind}_{_sanitize(node.outputs[0].name)}")
     fn = helper.make_function(DOMAIN, fname, read, [node.outputs[0].name], body.nodes,
                               [helper.make_opsetid("", em.opset)])
     fn.doc_string = doc
@@ -1070,7 +1399,12 @@ def to_onnx(graph: Graph, *, opset: int = 18, local_functions: bool = True) -> M
         rule = RULES.get(node.op)
         if rule is None:
             raise em.refuse(f"op {node.op!r} has no ONNX export rule")
-        rule(_OpCtx(node, REGISTRY[node.op].with_defaults(node.attrs), em))
+
+        def lower(scope: Scope, node: Node = node, em: _Emitter = em) -> None:
+            lowered = Node("expr", tensor_names(scope), node.outputs, Attrs(), scope)
+            _emit_expr(lowered, em, graph, local_functions, functions, fn_names, kind=node.op)
+
+        rule(_OpCtx(node, REGISTRY[node.op].with_defaults(node.attrs), em, lower))
     outputs = set(graph.outputs)
     g = helper.make_graph(
         sink.nodes, graph.name,
@@ -1113,7 +1447,8 @@ def save_onnx(graph: Graph, path: str | os.PathLike[str], *, opset: int = 18,
 
     The model is built and checked before the file is touched, and written
     through a temporary file renamed into place: on any failure ``path`` is
-    left as it was (absent if it was absent).
+    left as it was (absent if it was absent). Raises what :func:`to_onnx`
+    raises, or OSError (naming the path) when it cannot be written.
     """
     model = to_onnx(graph, opset=opset, local_functions=local_functions)
     data = model.SerializeToString()

@@ -103,3 +103,17 @@ def test_wheel_case_matches_shipped_outputs(case: str) -> None:
         assert len(outs) == len(refs)
         for o, r in zip(outs, refs):
             np.testing.assert_allclose(o, r, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in LIGHT])
+def test_light_model_onnx_ir_onnx_round_trip(name: str) -> None:
+    """ONNX -> IR -> ONNX gives onnxruntime the same logits (random weights)."""
+    from tensoropt.frontends.onnx_export import to_onnx
+
+    model = with_random_weights(onnx.load(light_path(name)))
+    feeds = input_of(model)
+    ref = _ort(model, feeds)[0]
+    g = from_onnx(model)
+    back = to_onnx(g)
+    out = _ort(back, {g.inputs[0].name: feeds[next(iter(feeds))]})[0]
+    _close(out, ref)

@@ -89,3 +89,43 @@ def test_export_refuses_a_wrong_suffix_and_writes_nothing(capsys, tmp_path: Path
     code, _, err = run(capsys, "export", str(ROOT / "examples" / "mlp.top"), "-o", str(tmp_path / "m.txt"))
     one_line_error(code, err, "must end in .onnx")
     assert not (tmp_path / "m.txt").exists()
+
+
+def _save_pt2(path: Path) -> None:
+    import torch
+
+    class MLP(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(8, 16), torch.nn.Linear(16, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.relu(self.fc1(x)))
+
+    batch = torch.export.Dim("batch")
+    ep = torch.export.export(MLP().eval(), (torch.randn(2, 8),), dynamic_shapes=({0: batch},))
+    torch.export.save(ep, str(path))
+
+
+def test_pt2_check_eval_export(capsys, tmp_path: Path) -> None:
+    pt2 = tmp_path / "mlp.pt2"
+    _save_pt2(pt2)
+    code, out, err = run(capsys, "check", str(pt2))
+    assert code == 0, err
+    code, out, err = run(capsys, "eval", str(pt2), "--random", "--json")
+    assert code == 0, err
+    assert json.loads(out)["outputs"][0]["shape"][1] == 4
+    code, out, err = run(capsys, "export", str(pt2), "-o", str(tmp_path / "mlp.onnx"))
+    assert code == 0, err
+    sess = ort.InferenceSession(str(tmp_path / "mlp.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (5, 4)
+
+
+def test_truncated_pt2_is_one_line(capsys, tmp_path: Path) -> None:
+    pt2 = tmp_path / "mlp.pt2"
+    _save_pt2(pt2)
+    data = pt2.read_bytes()
+    pt2.write_bytes(data[: len(data) // 2])
+    code, _, err = run(capsys, "check", str(pt2))
+    one_line_error(code, err, "mlp.pt2")

@@ -31,10 +31,10 @@ DEVICES = ("CPU",)
 class TensoroptRep(BackendRep):
     """A prepared model: the imported graph, run on each call.
 
-    A model whose import needs the *value* of an integer input (a Reshape
-    target or Pad amounts fed as an input rather than stored as a constant)
-    cannot be imported once for all inputs. Such a rep imports at run time,
-    with its integer inputs bound as constants, and keeps one graph per
+    A model whose import needs the *value* of an input (a Reshape target or
+    Pad amounts fed as an input rather than stored as a constant) cannot be
+    imported once for all inputs. Such a rep imports at run time, with its
+    integer and scalar inputs bound as constants, and keeps one graph per
     distinct binding (``graph`` is then None until the first run).
     """
 
@@ -66,17 +66,31 @@ class TensoroptRep(BackendRep):
     def _specialize(self, feeds: Mapping[str, np.ndarray]) -> Graph:
         from .frontends.onnx import from_onnx
 
-        bound = {k: v for k, v in feeds.items() if v.dtype.kind in "iu"}
+        bound = {k: v for k, v in feeds.items() if _bindable(v.dtype.kind, v.size)}
         key = b"".join(k.encode() + v.tobytes() + str(v.shape).encode() for k, v in sorted(bound.items()))
         if key not in self._specialized:
             self._specialized[key] = from_onnx(self.model, constants=bound)
         return self._specialized[key]
 
 
+def _bindable(kind: str, size: int) -> bool:
+    """Inputs bound as constants when a model needs input values at import
+    time: integer tensors (shapes, axes, pads) and scalars of any type (a
+    OneHot depth or Range bound fed as a float)."""
+    return kind in "iu" or size == 1
+
+
 def _has_int_inputs(model: onnx.ModelProto) -> bool:
     inits = {t.name for t in model.graph.initializer}
     ints = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
-    return any(v.name not in inits and v.type.tensor_type.elem_type in ints for v in model.graph.input)
+    for v in model.graph.input:
+        if v.name in inits or not v.type.HasField("tensor_type"):
+            continue
+        dims = v.type.tensor_type.shape.dim
+        scalar = all(d.HasField("dim_value") and d.dim_value == 1 for d in dims)
+        if v.type.tensor_type.elem_type in ints or scalar:
+            return True
+    return False
 
 
 def _check_options(device: str, mode: str) -> None:

@@ -41,7 +41,9 @@ FUNCTIONS: dict[str, int] = {
     "neg": 1, "abs": 1, "exp": 1, "log": 1, "sqrt": 1, "rsqrt": 1,
     "tanh": 1, "sigmoid": 1, "relu": 1, "erf": 1, "sin": 1, "cos": 1,
     "floor": 1, "ceil": 1, "sign": 1, "reciprocal": 1,
-    "max": 2, "min": 2, "pow": 2,
+    "tan": 1, "arcsin": 1, "arccos": 1, "arctan": 1, "sinh": 1, "cosh": 1,
+    "arcsinh": 1, "arccosh": 1, "arctanh": 1, "round": 1,
+    "max": 2, "min": 2, "pow": 2, "fmod": 2,
     "lt": 2, "le": 2, "gt": 2, "ge": 2, "eq": 2, "ne": 2,
     "where": 3,
 }

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 from ..errors import ShapeError
 from ..ir.graph import AttrValue
 from ..ir.types import TensorType
-from . import elementwise, linalg, movement, nn, reduce  # noqa: F401  (registration)
+from . import elementwise, indexing, linalg, movement, nn, reduce, resize, scan, spatial  # noqa: F401  (registration)
 from .registry import REGISTRY, AttrSpec, Cost, OpRules, get_op, register
 
 __all__ = ["REGISTRY", "AttrSpec", "Cost", "OpRules", "get_op", "register", "infer_node_types"]

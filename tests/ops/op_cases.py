@@ -268,3 +268,370 @@ add("identity", [xm], lambda xs: [xs[0]])
 add("dropout", [xm], lambda xs: [xs[0]], ratio=0.1)
 
 
+
+# == spatial (3-D windows, transposed conv) and indexing ops: tensoropt/ops/spatial.py, indexing.py ==
+
+x3d = rnd(2, 4, 5, 6, 4)
+add("conv3d", [x3d, rnd(6, 2, 3, 2, 2), rnd(6)],
+    torch1(lambda x, w, b: F.conv3d(F.pad(x, (1, 0, 0, 0, 1, 2)), w, b, stride=(2, 1, 1),
+                                    dilation=(1, 2, 1), groups=2)),
+    "group-stride-dil-asym", strides=[2, 1, 1], pads=[1, 0, 1, 2, 0, 0], dilations=[1, 2, 1], group=2)
+add("conv3d", [x3d, rnd(3, 4, 1, 1, 1)], torch1(lambda x, w: F.conv3d(x, w)), "1x1x1")
+add("maxpool3d", [x3d], torch1(lambda x: F.max_pool3d(x, (3, 2, 2), (2, 1, 2), (1, 0, 1), ceil_mode=True)),
+    "ceil-pad", kernel=[3, 2, 2], strides=[2, 1, 2], pads=[1, 0, 1, 1, 0, 1], ceil_mode=True)
+add("maxpool3d", [x3d], torch1(lambda x: F.max_pool3d(x, 2, 1, dilation=(2, 1, 2))), "dil",
+    kernel=[2, 2, 2], dilations=[2, 1, 2])
+add("avgpool3d", [x3d], torch1(lambda x: F.avg_pool3d(x, (3, 2, 2), (2, 1, 2), (1, 0, 1), ceil_mode=True,
+                                                    count_include_pad=False)),
+    "excl-ceil", kernel=[3, 2, 2], strides=[2, 1, 2], pads=[1, 0, 1, 1, 0, 1], ceil_mode=True)
+add("avgpool3d", [x3d], torch1(lambda x: F.avg_pool3d(x, (3, 2, 2), (2, 1, 2), (1, 0, 1), count_include_pad=True)),
+    "incl", kernel=[3, 2, 2], strides=[2, 1, 2], pads=[1, 0, 1, 1, 0, 1], count_include_pad=True)
+add("avgpool3d", [x3d], torch1(lambda x: F.avg_pool3d(x, 2)), "plain", kernel=[2, 2, 2], strides=[2, 2, 2])
+
+
+def naive_conv_transpose(x, w, b, strides, pads, dil, group):
+    """Scatter loop: every input pixel adds its weighted kernel into the full output,
+    which ``pads`` (begins + ends; negative = extend with zeros) then crops."""
+    r = x.ndim - 2
+    n_, c = x.shape[:2]
+    fg, kernel = w.shape[1], w.shape[2:]
+    full = [(x.shape[2 + k] - 1) * strides[k] + (kernel[k] - 1) * dil[k] + 1 for k in range(r)]
+    y = np.zeros((n_, fg * group) + tuple(full))
+    cg = c // group
+    for ci in range(c):
+        g = ci // cg
+        for pos in itertools.product(*(range(d) for d in x.shape[2:])):
+            for tap in itertools.product(*(range(d) for d in kernel)):
+                o = tuple(pos[k] * strides[k] + tap[k] * dil[k] for k in range(r))
+                for fo in range(fg):
+                    y[(slice(None), g * fg + fo) + o] += x[(slice(None), ci) + pos] * w[(ci, fo) + tap]
+    grow = [(0, 0), (0, 0)] + [(max(-pads[k], 0), max(-pads[r + k], 0)) for k in range(r)]
+    y = np.pad(y, grow)
+    y = y[(slice(None), slice(None)) + tuple(slice(max(pads[k], 0), y.shape[2 + k] - max(pads[r + k], 0))
+                                             for k in range(r))]
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * r)
+    return [y.astype(x.dtype)]
+
+
+xct = rnd(2, 4, 3, 4)
+add("conv_transpose2d", [xct, rnd(4, 3, 3, 2), rnd(6)],
+    torch1(lambda x, w, b: F.conv_transpose2d(x, w, b, stride=(2, 3), padding=(1, 0), output_padding=(1, 2),
+                                              groups=2, dilation=(2, 1))),
+    "group-stride-outpad", strides=[2, 3], pads=[1, 0, 0, -2], group=2, dilations=[2, 1])
+add("conv_transpose2d", [xct, rnd(4, 2, 3, 3)],
+    lambda xs: naive_conv_transpose(xs[0], xs[1], None, (2, 2), (0, 2, 1, 1), (1, 1), 1), "asym-pads",
+    strides=[2, 2], pads=[0, 2, 1, 1])
+add("conv_transpose2d", [xct, rnd(4, 1, 2, 2), rnd(4)],
+    torch1(lambda x, w, b: F.conv_transpose2d(x, w, b, groups=4)), "depthwise-stride1", group=4)
+add("conv_transpose3d", [rnd(1, 2, 3, 2, 3), rnd(2, 3, 2, 3, 2)],
+    lambda xs: naive_conv_transpose(xs[0], xs[1], None, (1, 2, 2), (1, 0, 0, 0, 1, -1), (1, 1, 2), 1),
+    "stride-pads", strides=[1, 2, 2], pads=[1, 0, 0, 0, 1, -1], dilations=[1, 1, 2])
+
+
+def naive_gather_elements(data, idx, axis):
+    out = np.empty(idx.shape, data.dtype)
+    for p in np.ndindex(idx.shape):
+        q = list(p)
+        q[axis] = idx[p] % data.shape[axis]
+        out[p] = data[tuple(q)]
+    return [out]
+
+
+def naive_scatter_elements(data, idx, upd, axis, reduction="none"):
+    fold = {"none": lambda a, b: b, "add": lambda a, b: a + b, "mul": lambda a, b: a * b,
+            "max": max, "min": min}[reduction]
+    out = data.copy()
+    for p in np.ndindex(idx.shape):
+        q = list(p)
+        q[axis] = idx[p] % data.shape[axis]
+        out[tuple(q)] = fold(out[tuple(q)], upd[p])
+    return [out]
+
+
+dge = rnd(3, 4)
+ige = np.array([[0, -1, 2], [2, 0, -3]], np.int64)
+add("gather_elements", [dge, ige.T.copy()], lambda xs: naive_gather_elements(xs[0], xs[1], 0), "axis0-neg")
+add("gather_elements", [rnd(2, 3, 4), np.array([[[3, 0], [1, 1]]], np.int32)],
+    lambda xs: naive_gather_elements(xs[0], xs[1], -1), "axis-1-smaller", axis=-1)
+for _red in ("none", "add", "mul", "max", "min"):
+    add("scatter_elements", [dge, np.array([[1, 1, -1], [1, 0, 1]], np.int64), rnd(2, 3)],
+        (lambda red: lambda xs: naive_scatter_elements(xs[0], xs[1], xs[2], 1, red))(_red),
+        f"axis1-dup-{_red}", axis=1, reduction=_red)
+add("scatter_elements", [np.arange(12, dtype=np.int64).reshape(4, 3), np.array([[3, -4]], np.int64),
+                         np.array([[100, 200]], np.int64)],
+    lambda xs: naive_scatter_elements(xs[0], xs[1], xs[2], 0), "int-axis0")
+
+
+def naive_gather_nd(data, idx, b=0):
+    out = []
+    for p in np.ndindex(idx.shape[:-1]):
+        out.append(data[p[:b] + tuple(idx[p])])
+    return [np.array(out, data.dtype).reshape(idx.shape[:-1] + data.shape[b + idx.shape[-1]:])]
+
+
+def naive_scatter_nd(data, idx, upd, reduction="none"):
+    fold = {"none": lambda a, b: b, "add": np.add, "mul": np.multiply, "max": np.maximum,
+            "min": np.minimum}[reduction]
+    out = data.copy()
+    for p in np.ndindex(idx.shape[:-1]):
+        q = tuple(idx[p])
+        out[q] = fold(out[q], upd[p])
+    return [out]
+
+
+dnd = rnd(2, 3, 4)
+add("gather_nd", [dnd, np.array([[0, 1], [1, -1]], np.int64)], lambda xs: naive_gather_nd(*xs), "slices")
+add("gather_nd", [dnd, np.array([[[1, 2, 3]], [[0, -3, 0]]], np.int64)], lambda xs: naive_gather_nd(*xs), "elements")
+add("gather_nd", [dnd, np.array([[[2], [0]], [[1], [1]]], np.int64)],
+    lambda xs: naive_gather_nd(xs[0], xs[1], 1), "batch1", batch_dims=1)
+add("gather_nd", [dnd, np.array([[[1, 3]], [[2, 0]]], np.int32)],
+    lambda xs: naive_gather_nd(xs[0], xs[1], 1), "batch1-elements", batch_dims=1)
+for _red in ("none", "add", "mul", "max", "min"):
+    add("scatter_nd", [dnd, np.array([[1, 0], [0, 2], [1, 0]], np.int64), rnd(3, 4)],
+        (lambda red: lambda xs: naive_scatter_nd(xs[0], xs[1], xs[2], red))(_red), f"rows-dup-{_red}",
+        reduction=_red)
+add("scatter_nd", [dnd, np.array([[[0, -1, 3]], [[1, 2, 0]]], np.int64), rnd(2, 1)],
+    lambda xs: naive_scatter_nd(*xs), "elements")
+
+
+# -- math, bitwise and scan ops (onnx_ops_math) ------------------------------------------
+
+
+def _naive_shift(x: np.ndarray, y: np.ndarray, left: bool) -> np.ndarray:
+    """Shifts on Python ints, wrapped to x's width; out-of-width shifts per ONNX."""
+    bits = np.iinfo(x.dtype).bits
+    signed = x.dtype.kind == "i"
+    out = []
+    for a, s in zip(x.tolist(), np.broadcast_to(y, x.shape).tolist()):
+        if not 0 <= s < bits:
+            v = 0 if left else (-1 if a < 0 else 0)
+        else:
+            v = (a << s) if left else (a >> s)
+            v &= (1 << bits) - 1
+            if signed and v >= 1 << (bits - 1):
+                v -= 1 << bits
+        out.append(v)
+    return np.array(out, x.dtype)
+
+
+def _naive_arg(x: np.ndarray, axis: int, largest: bool, last: bool, keep: bool) -> np.ndarray:
+    """Index of the extreme along ``axis`` by a loop over each line."""
+    moved = np.moveaxis(x, axis, -1)
+    out = np.zeros(moved.shape[:-1], np.int64)
+    for pos in np.ndindex(*moved.shape[:-1]):
+        line = list(moved[pos])
+        best = max(line) if largest else min(line)
+        hits = [k for k, v in enumerate(line) if v == best]
+        out[pos] = hits[-1] if last else hits[0]
+    return np.expand_dims(out, axis) if keep else out
+
+
+def _naive_cum(x: np.ndarray, axis: int, prod: bool, exclusive: bool, reverse: bool) -> np.ndarray:
+    moved = np.moveaxis(x, axis, -1)
+    out = np.zeros_like(moved)
+    n = moved.shape[-1]
+    for pos in np.ndindex(*moved.shape[:-1]):
+        for i in range(n):
+            if reverse:
+                span = range(i + (1 if exclusive else 0), n)
+            else:
+                span = range(0, i + (0 if exclusive else 1))
+            acc = moved.dtype.type(1 if prod else 0)
+            for j in span:
+                acc = acc * moved[pos + (j,)] if prod else acc + moved[pos + (j,)]
+            out[pos + (i,)] = acc
+    return np.moveaxis(out, -1, axis)
+
+
+def _naive_topk(x: np.ndarray, k: int, axis: int, largest: bool) -> list[np.ndarray]:
+    """Sort each line by (value, index), largest first with _m_ties by lower index."""
+    moved = np.moveaxis(x, axis, -1)
+    vals = np.zeros(moved.shape[:-1] + (k,), x.dtype)
+    idx = np.zeros(moved.shape[:-1] + (k,), np.int64)
+    for pos in np.ndindex(*moved.shape[:-1]):
+        line = list(enumerate(moved[pos].tolist()))
+        line.sort(key=lambda iv: ((-iv[1] if largest else iv[1]), iv[0]))
+        for j, (i, v) in enumerate(line[:k]):
+            vals[pos + (j,)], idx[pos + (j,)] = v, i
+    return [np.moveaxis(vals, -1, axis), np.moveaxis(idx, -1, axis)]
+
+
+def _naive_onehot(ind: np.ndarray, values: np.ndarray, depth: int, axis: int) -> np.ndarray:
+    axis = axis % (ind.ndim + 1)
+    out = np.full(ind.shape + (depth,), values[0], values.dtype)
+    for pos in np.ndindex(*ind.shape):
+        v = int(ind[pos]) if float(ind[pos]).is_integer() else None
+        if v is not None and -depth <= v < depth:
+            out[pos + (v % depth,)] = values[1]
+    return np.moveaxis(out, -1, axis)
+
+
+_m_unit = rnd(3, 4, lo=-0.95, hi=0.95)
+for _op, _fn, _x in [
+        ("sin", torch.sin, x34), ("cos", torch.cos, x34), ("tan", torch.tan, _m_unit),
+        ("arcsin", torch.asin, _m_unit), ("arccos", torch.acos, _m_unit), ("arctan", torch.atan, x34),
+        ("sinh", torch.sinh, x34), ("cosh", torch.cosh, x34), ("arcsinh", torch.asinh, x34),
+        ("arccosh", torch.acosh, rnd(3, 4, lo=1.0, hi=4.0)), ("arctanh", torch.atanh, _m_unit),
+        ("floor", torch.floor, x34 * 3), ("ceil", torch.ceil, x34 * 3)]:
+    add(_op, [_x], torch1(_fn))
+_m_halves = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.4, -0.6, 7.5000005], np.float32)
+add("round", [_m_halves], torch1(torch.round), "halves-to-even")
+add("round", [rnd(2, 3, dtype=np.float64) * 10], torch1(torch.round), "f64")
+
+_m_ia = np.array([[7, -7, 7, -7, 0, 5], [3, -4, 9, -1, 6, -6]], np.int32)
+_m_ib = np.array([2, 2, -2, -2, 3, -4], np.int32)
+add("mod", [_m_ia, _m_ib], torch1(torch.remainder), "int")
+add("mod", [rnd(2, 3, dtype=np.float64) * 5, rnd(3, dtype=np.float64, lo=0.5) * np.array([1, -1, 1])],
+    torch1(torch.remainder), "float")
+add("fmod", [_m_ia, _m_ib], torch1(torch.fmod), "int")
+add("fmod", [rnd(2, 3) * 5, np.array([1.5, -2.0, 0.75], np.float32)], torch1(torch.fmod), "float")
+_m_bits_a = np.array([[5, -6, 0, -1], [127, -128, 12, 33]], np.int8)
+_m_bits_b = np.array([3, -3, -1, 85], np.int8)
+for _op, _fn in [("bitwise_and", torch.bitwise_and), ("bitwise_or", torch.bitwise_or),
+                 ("bitwise_xor", torch.bitwise_xor)]:
+    add(_op, [_m_bits_a, _m_bits_b], torch1(_fn), "i8")
+    add(_op, [_m_bits_a.astype(np.int64) * 1000003, _m_bits_b.astype(np.int64) * -999],
+        torch1(_fn), "i64")
+    add(_op, [np.array([0, 255, 170, 15], np.uint8), np.array([[255], [85]], np.uint8)],
+        torch1(_fn), "u8")
+_m_shift_x = np.array([1, -1, 64, -128, 127, 3, -5, 9], np.int8)
+_m_shift_y = np.array([1, 7, 1, 1, 3, 8, -1, 0], np.int8)
+add("shift_left", [_m_shift_x, _m_shift_y], lambda xs: [_naive_shift(*xs, left=True)], "i8")
+add("shift_right", [_m_shift_x, _m_shift_y], lambda xs: [_naive_shift(*xs, left=False)], "i8")
+add("shift_left", [np.array([1, 255, 16, 7], np.uint8), np.array([3, 1, 4, 9], np.uint8)],
+    lambda xs: [_naive_shift(*xs, left=True)], "u8")
+add("shift_right", [np.array([1, 255, 16, 7], np.uint8), np.array([3, 1, 4, 9], np.uint8)],
+    lambda xs: [_naive_shift(*xs, left=False)], "u8")
+
+_m_ties = np.round(rnd(3, 4, 5)).astype(np.float32)  # many ties
+add("argmax", [x34], torch1(lambda x: torch.argmax(x, 1)), "axis1", axis=1, keepdims=False)
+add("argmin", [rnd(2, 3, 4)], torch1(lambda x: torch.argmin(x, 0, keepdim=True)), "keep")
+for _op in ("argmax", "argmin"):
+    for _last in (False, True):
+        _ref = (lambda op, last: lambda xs: [_naive_arg(xs[0], 1, op == "argmax", last, True)])(
+            _op, _last)
+        add(_op, [_m_ties], _ref, f"ties-last{int(_last)}", axis=-2, select_last_index=_last)
+add("argmax", [np.array([[3, 1, 3], [-2, -2, 0]], np.int32)],
+    lambda xs: [_naive_arg(xs[0], 1, True, True, False)], "int-last", axis=1, keepdims=False,
+    select_last_index=True)
+
+add("cumsum", [rnd(2, 5)], torch1(lambda x: torch.cumsum(x, 1)), axis=1)
+add("cumprod", [rnd(3, 2, lo=0.5, hi=1.5)], torch1(lambda x: torch.cumprod(x, 0)))
+for _op in ("cumsum", "cumprod"):
+    for _ex, _rev in itertools.product((False, True), repeat=2):
+        _ref = (lambda op, ex, rev: lambda xs: [_naive_cum(xs[0], 1, op == "cumprod", ex, rev)])(
+            _op, _ex, _rev)
+        add(_op, [rnd(2, 4, 3, lo=0.5, hi=1.5)], _ref, f"ex{int(_ex)}-rev{int(_rev)}", axis=-2,
+            exclusive=_ex, reverse=_rev)
+add("cumsum", [np.array([[1, -2, 3], [4, 5, -6]], np.int32)],
+    lambda xs: [_naive_cum(xs[0], 0, False, True, True)], "int", exclusive=True, reverse=True)
+
+add("topk", [x34], lambda xs: [n(v) for v in torch.topk(t(xs[0]), 2, dim=1)], "largest", k=2, axis=1)
+add("topk", [x34], lambda xs: [n(v) for v in torch.topk(t(xs[0]), 3, dim=0, largest=False)], "smallest",
+    k=3, axis=0, largest=False)
+add("topk", [np.array([[2, 1, 2, 3, 1], [0, 0, 0, 0, 0]], np.int64)],
+    lambda xs: _naive_topk(xs[0], 4, 1, True), "ties-largest", k=4)
+add("topk", [np.array([[2, 1, 2, 3, 1], [0, 0, 0, 0, 0]], np.int64)],
+    lambda xs: _naive_topk(xs[0], 3, 1, False), "ties-smallest", k=3, largest=False)
+
+add("onehot", [np.array([[0, 3], [2, 1]], np.int64), np.array([0.0, 1.0], np.float32)],
+    torch1(lambda i, v: F.one_hot(i, 4).to(torch.float32)), depth=4)
+add("onehot", [np.array([[0, -1, 5], [2, -4, -5]], np.int32), np.array([-2, 7], np.int64)],
+    lambda xs: [_naive_onehot(xs[0], xs[1], 4, 1)], "neg-oob-axis1", depth=4, axis=1)
+add("onehot", [np.array([1.0, 2.5, -1.0], np.float32), np.array([0.5, 3.0], np.float32)],
+    lambda xs: [_naive_onehot(xs[0], xs[1], 3, -2)], "float-indices", depth=3, axis=-2)
+
+add("trilu", [rnd(2, 4, 5)], torch1(torch.triu))
+add("trilu", [rnd(4, 3)], torch1(lambda x: torch.tril(x, -1)), "lower", upper=False, k=-1)
+add("trilu", [rnd(3, 5) > 0], torch1(lambda x: torch.triu(x, 2)), "bool", k=2)
+
+
+def onnx_node_ref(op_type: str, extra: Sequence[np.ndarray | None] = (), **attrs: object) -> Ref:
+    """Reference from ONNX's own evaluator on one node: the case inputs, then ``extra``
+    constant inputs (None: an omitted optional input)."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    def ref(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        arrays = list(xs) + list(extra)
+        names = [f"i{k}" if a is not None else "" for k, a in enumerate(arrays)]
+        node = helper.make_node(op_type, names, ["y"], **attrs)
+        ins = [helper.make_tensor_value_info(nm, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+               for nm, a in zip(names, arrays) if a is not None]
+        g = helper.make_graph([node], "ref", ins, [helper.make_value_info("y", __import__("onnx").TypeProto())])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+        return [np.asarray(ReferenceEvaluator(m).run(None, {nm: a for nm, a in zip(names, arrays)
+                                                            if a is not None})[0])]
+
+    return ref
+
+
+xrs = rnd(1, 2, 4, 5)
+_f = lambda *v: np.array(v, np.float32)  # noqa: E731
+add("resize", [xrs], torch1(lambda x: F.interpolate(x, size=(8, 10), mode="nearest")), "nearest-x2",
+    coordinate_transformation_mode="asymmetric", nearest_mode="floor", axes=[2, 3], scales=[2.0, 2.0],
+    sizes=[8, 10])
+add("resize", [xrs], torch1(lambda x: F.interpolate(x, size=(7, 3), mode="bilinear", align_corners=False)),
+    "linear-half-pixel", mode="linear", axes=[2, 3], scales=[7 / 4, 3 / 5], sizes=[7, 3])
+add("resize", [xrs], torch1(lambda x: F.interpolate(x, size=(3, 9), mode="bilinear", align_corners=True)),
+    "linear-align-corners", mode="linear", coordinate_transformation_mode="align_corners", axes=[2, 3],
+    scales=[3 / 4, 9 / 5], sizes=[3, 9])
+add("resize", [xrs], torch1(lambda x: F.interpolate(x, size=(6, 7), mode="bicubic", align_corners=False)),
+    "cubic", mode="cubic", axes=[2, 3], scales=[6 / 4, 7 / 5], sizes=[6, 7])
+# torch's antialias renormalizes over the taps inside the input: ONNX's exclude_outside
+add("resize", [rnd(1, 1, 9, 8)], torch1(lambda x: F.interpolate(x, size=(4, 3), mode="bilinear", antialias=True)),
+    "linear-antialias", mode="linear", antialias=True, exclude_outside=True, axes=[2, 3], scales=[4 / 9, 3 / 8],
+    sizes=[4, 3])
+add("resize", [xrs], onnx_node_ref("Resize", [None, _f(1, 1, 0.6, 1.7)], mode="nearest",
+                                   nearest_mode="round_prefer_ceil"),
+    "nearest-ceil-scales", nearest_mode="round_prefer_ceil", scales=[1.0, 1.0, float(np.float32(0.6)),
+                                                                      float(np.float32(1.7))],
+    sizes=[1, 2, 2, 8])
+add("resize", [xrs], onnx_node_ref("Resize", [None, _f(0.6, 1.3)], mode="cubic", cubic_coeff_a=-0.5,
+                                   exclude_outside=1, axes=[3, 2]),
+    "cubic-exclude-axes32", mode="cubic", cubic_coeff_a=-0.5, exclude_outside=True, axes=[3, 2],
+    scales=[float(np.float32(0.6)), float(np.float32(1.3))], sizes=[3, 5])
+add("resize", [xrs], onnx_node_ref("Resize", [_f(0.2, 0.1, 0.9, 1.2), None, np.array([3, 4], np.int64)],
+                                   mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                                   extrapolation_value=-1.5, axes=[2, 3]),
+    "tf-crop-extrapolate", mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+    extrapolation_value=-1.5, axes=[2, 3], scales=[3 / 4, 4 / 5], sizes=[3, 4], roi=[0.2, 0.1, 0.9, 1.2])
+add("resize", [xrs], onnx_node_ref("Resize", [None, None, np.array([3, 2], np.int64)], mode="cubic",
+                                   antialias=1, coordinate_transformation_mode="half_pixel_symmetric",
+                                   axes=[2, 3]),
+    "cubic-antialias-symmetric", mode="cubic", antialias=True, coordinate_transformation_mode="half_pixel_symmetric",
+    axes=[2, 3], scales=[3 / 4, 2 / 5], sizes=[3, 2])
+add("resize", [np.arange(20, dtype=np.int32).reshape(1, 4, 5) * 7],
+    onnx_node_ref("Resize", [None, None, np.array([3], np.int64)], mode="linear", axes=[2]),
+    "int-linear", mode="linear", axes=[-1], scales=[3 / 5], sizes=[3])
+add("resize", [xrs], torch1(lambda x: F.interpolate(x, size=(2, 5), mode="nearest")), "nearest-down2",
+    coordinate_transformation_mode="asymmetric", nearest_mode="floor", axes=[2], scales=[0.5], sizes=[2])
+add("resize", [xrs], torch1(lambda x: F.interpolate(x, size=(12, 10), mode="nearest-exact")), "nearest-exact-x3",
+    nearest_mode="round_prefer_ceil", axes=[2, 3], scales=[3.0, 2.0], sizes=[12, 10])
+
+
+def torch_pool_indices(x: np.ndarray, kernel, stride, padding, column_major=False, **kw) -> list[np.ndarray]:
+    """torch's per-plane argmax positions made flat over N, C (and column-major if asked)."""
+    fn = F.max_pool2d if x.ndim == 4 else F.max_pool3d
+    _, idx = fn(t(x), kernel, stride, padding, return_indices=True, **kw)
+    idx = n(idx).astype(np.int64)
+    spatial = x.shape[2:]
+    if column_major:
+        coords = np.unravel_index(idx, spatial)
+        idx = np.ravel_multi_index(coords, spatial, order="F")
+    plane = int(np.prod(spatial))
+    base = np.arange(x.shape[0] * x.shape[1]).reshape(x.shape[:2] + (1,) * len(spatial)) * plane
+    return [(idx + base).astype(np.int64)]
+
+
+add("maxpool2d_indices", [xp], lambda xs: torch_pool_indices(xs[0], 3, 2, 1), "pad",
+    kernel=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+add("maxpool2d_indices", [xp], lambda xs: torch_pool_indices(xs[0], 2, 2, 0, True, ceil_mode=True),
+    "ceil-column-major", kernel=[2, 2], strides=[2, 2], ceil_mode=True, column_major=True)
+add("maxpool2d_indices", [xp], lambda xs: torch_pool_indices(xs[0], (2, 3), 1, (0, 1), dilation=(2, 1)),
+    "dil", kernel=[2, 3], dilations=[2, 1], pads=[0, 1, 0, 1])
+add("maxpool3d_indices", [x3d], lambda xs: torch_pool_indices(xs[0], (3, 2, 2), (2, 1, 2), (1, 0, 1)),
+    "pad", kernel=[3, 2, 2], strides=[2, 1, 2], pads=[1, 0, 1, 1, 0, 1])
+add("maxpool3d_indices", [x3d], lambda xs: torch_pool_indices(xs[0], 2, 2, 0, True), "column-major",
+    kernel=[2, 2, 2], strides=[2, 2, 2], column_major=True)

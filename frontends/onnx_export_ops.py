@@ -391,6 +391,14 @@ def _maxpool(c: OpCtx) -> None:
     c.emit("MaxPool", dilations=list(aints(c.attrs, "dilations")), **_window(c, pads))
 
 
+def _maxpool_indices(c: OpCtx) -> None:
+    # ONNX MaxPool's second output; the overhang as padding is exact here too
+    # (padding never wins, and ONNX indices count positions of the unpadded input)
+    pads, _ = _pool_pads(c)
+    c.em.node("MaxPool", c.ins, [c.em.tmp("values"), c.out], dilations=list(aints(c.attrs, "dilations")),
+              storage_order=int(abool(c.attrs, "column_major")), **_window(c, pads))
+
+
 def _avgpool(c: OpCtx) -> None:
     pads, extra = _pool_pads(c)
     include = abool(c.attrs, "count_include_pad")
@@ -551,7 +559,8 @@ RULES: Mapping[str, Rule] = MappingProxyType({
     # nn
     "conv2d": _conv, "conv3d": _conv, "conv_transpose2d": _conv_transpose,
     "conv_transpose3d": _conv_transpose,
-    "maxpool2d": _maxpool, "maxpool3d": _maxpool, "avgpool2d": _avgpool, "avgpool3d": _avgpool,
+    "maxpool2d": _maxpool, "maxpool3d": _maxpool,
+    "maxpool2d_indices": _maxpool_indices, "maxpool3d_indices": _maxpool_indices, "avgpool2d": _avgpool, "avgpool3d": _avgpool,
     "global_avgpool": _direct("GlobalAveragePool"), "global_maxpool": _direct("GlobalMaxPool"),
     "lrn": _lrn, "batchnorm": lambda c: c.emit("BatchNormalization", epsilon=afloat(c.attrs, "epsilon")),
     "softmax": lambda c: c.emit("Softmax", axis=aint(c.attrs, "axis")),

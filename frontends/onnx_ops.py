@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..ir.types import Dim
+from ..ops.shapes import reshape_spec
 from .onnx_context import Ctx, Dims, Operand, Tensor, converter, onnx_dtype
 
 T = Tensor
@@ -238,97 +239,6 @@ def _einsum(cx: Ctx) -> list[Operand]:
 # -- convolution and pooling -------------------------------------------------------------
 
 
-def _window(cx: Ctx, kernel: Sequence[int], spatial: Sequence[Dim]) -> tuple[list[int], list[int], list[int]]:
-    """(strides, dilations, pads) with ``auto_pad`` resolved; pads as begins + ends."""
-    r = len(kernel)
-    strides = cx.attr_ints("strides", [1] * r) or [1] * r
-    dil = cx.attr_ints("dilations", [1] * r) or [1] * r
-    auto = cx.attr_str("auto_pad", "NOTSET")
-    if auto in ("NOTSET", ""):
-        pads = cx.attr_ints("pads", [0] * (2 * r)) or [0] * (2 * r)
-    elif auto == "VALID":
-        pads = [0] * (2 * r)
-    elif auto in ("SAME_UPPER", "SAME_LOWER"):
-        if not all(isinstance(d, int) for d in spatial):
-            raise cx.unsupported(f"auto_pad={auto} with symbolic spatial dims {list(spatial)}")
-        begins, ends = [], []
-        for d, k, s, dl in zip(spatial, kernel, strides, dil):
-            out = -(-int(d) // s)
-            total = max(0, (out - 1) * s + (k - 1) * dl + 1 - int(d))
-            small, big = total // 2, total - total // 2
-            begins.append(small if auto == "SAME_UPPER" else big)
-            ends.append(big if auto == "SAME_UPPER" else small)
-        pads = begins + ends
-    else:
-        raise cx.unsupported(f"auto_pad={auto!r} (valid: NOTSET, VALID, SAME_UPPER, SAME_LOWER)")
-    return strides, dil, pads
-
-
-def _spatial_rank(cx: Ctx, what: str) -> int:
-    r = cx.rank(0) - 2
-    if r not in (1, 2):
-        raise cx.unsupported(f"{r}-D {what} (tensoropt has 1-D and 2-D {what})")
-    return r
-
-
-def _as_2d(cx: Ctx, name: str) -> str:
-    """A 1-D (N, C, L) operand as 2-D (N, C, 1, L)."""
-    return cx.op("unsqueeze", name, axes=(2,))
-
-
-def _window_2d(r: int, strides: list[int], dil: list[int], pads: list[int]) -> dict[str, tuple[int, ...]]:
-    """Window attributes of the 2-D op computing an ``r``-D (1 or 2) window."""
-    if r == 2:
-        return {"strides": tuple(strides), "dilations": tuple(dil), "pads": tuple(pads)}
-    return {"strides": (1, strides[0]), "dilations": (1, dil[0]), "pads": (0, pads[0], 0, pads[1])}
-
-
-@converter("Conv")
-def _conv(cx: Ctx) -> list[Operand]:
-    r = _spatial_rank(cx, "convolution")
-    wshape = cx.shape(1)
-    kernel = cx.attr_ints("kernel_shape") or [int(d) for d in wshape[2:]]  # type: ignore[arg-type]
-    strides, dil, pads = _window(cx, kernel, cx.shape(0)[2:])
-    x, w = cx.tensor(0), cx.tensor(1)
-    if r == 1:
-        x, w = _as_2d(cx, x), _as_2d(cx, w)
-    ins = [x, w] + ([cx.tensor(2)] if cx.has(2) else [])
-    y = cx.op("conv2d", *ins, out=0 if r == 2 else None, group=cx.attr_int("group", 1),
-              **_window_2d(r, strides, dil, pads))
-    if r == 1:
-        y = cx.op("squeeze", y, out=0, axes=(2,))
-    return [T(y)]
-
-
-def _pool(cx: Ctx, op: str, **extra: object) -> list[Operand]:
-    if len([o for o in cx.node.output if o]) > 1:
-        raise cx.unsupported("the Indices output of MaxPool")
-    r = _spatial_rank(cx, "pooling")
-    kernel = cx.attr_ints("kernel_shape")
-    if not kernel:
-        raise cx.error("needs attribute kernel_shape")
-    strides, dil, pads = _window(cx, kernel, cx.shape(0)[2:])
-    x = cx.tensor(0)
-    if r == 1:
-        x = _as_2d(cx, x)
-    k2 = tuple(kernel) if r == 2 else (1, kernel[0])
-    y = cx.op(op, x, out=0 if r == 2 else None, kernel=k2, ceil_mode=bool(cx.attr_int("ceil_mode", 0)),
-              **_window_2d(r, strides, dil, pads), **extra)
-    if r == 1:
-        y = cx.op("squeeze", y, out=0, axes=(2,))
-    return [T(y)]
-
-
-@converter("MaxPool")
-def _maxpool(cx: Ctx) -> list[Operand]:
-    return _pool(cx, "maxpool2d")
-
-
-@converter("AveragePool")
-def _avgpool(cx: Ctx) -> list[Operand]:
-    return _pool(cx, "avgpool2d", count_include_pad=bool(cx.attr_int("count_include_pad", 0)))
-
-
 @converter("GlobalAveragePool", "GlobalMaxPool")
 def _global_pool(cx: Ctx) -> list[Operand]:
     op = "global_avgpool" if cx.node.op_type == "GlobalAveragePool" else "global_maxpool"
@@ -447,28 +357,15 @@ def _cast_like(cx: Ctx) -> list[Operand]:
     return [T(cx.op("cast", cx.tensor(0), out=0, to=to))]
 
 
-def _reshape_spec(cx: Ctx, target: Sequence[Dim], src: Sequence[Dim]) -> tuple[int, ...]:
-    """A target shape with symbols as our reshape's ints: 0 where the symbol is
-    the input's dim at the same position, else -1 (at most one)."""
-    spec: list[int] = []
-    for k, d in enumerate(target):
-        if isinstance(d, int):
-            spec.append(d)
-        elif k < len(src) and src[k] == d:
-            spec.append(0)
-        else:
-            spec.append(-1)
-    if spec.count(-1) > 1:
-        raise cx.unsupported(f"reshape to {list(target)}: more than one dim is unknown at import time")
-    return tuple(spec)
-
-
 @converter("Reshape")
 def _reshape(cx: Ctx) -> list[Operand]:
     target = cx.dims(1, "shape")
     if cx.attr_int("allowzero", 0) and 0 in target:
         raise cx.unsupported("allowzero=1 with a 0 in the target shape (zero-sized tensors)")
-    return [T(cx.op("reshape", cx.tensor(0), out=0, shape=_reshape_spec(cx, target, cx.shape(0))))]
+    spec = reshape_spec(cx.shape(0), target)
+    if spec is None:
+        raise cx.unsupported(f"reshape to {list(target)}: more than one dim is unknown at import time")
+    return [T(cx.op("reshape", cx.tensor(0), out=0, shape=spec))]
 
 
 @converter("Flatten")

@@ -105,9 +105,10 @@ def _finish(cx: Ctx, r: int, op: str, ins: list[str], **attrs: object) -> str:
     return cx.op("squeeze", y, out=0, axes=(2,)) if r == 1 else y
 
 
-# -- Conv / pooling of any rank (onnx_ops hands 3-D and MaxPool Indices here) -------------
+# -- Conv / pooling of any rank -------------------------------------------------------------
 
 
+@converter("Conv")
 def conv_nd(cx: Ctx) -> list[Operand]:
     """ONNX Conv, 1-D to 3-D."""
     bias = [cx.tensor(2)] if cx.has(2) else []
@@ -151,6 +152,7 @@ def _conv_integer(cx: Ctx) -> list[Operand]:
 _POOLS = {"MaxPool": "maxpool", "AveragePool": "avgpool"}
 
 
+@converter("MaxPool", "AveragePool")
 def pool_nd(cx: Ctx) -> list[Operand]:
     """ONNX MaxPool (with its Indices output) / AveragePool, 1-D to 3-D."""
     r = spatial_rank(cx, "pooling")

@@ -22,7 +22,7 @@ import sympy
 from tensoropt.ir.expr import Access, Const, Expr, Scope
 from tensoropt.ir.types import FLOAT_DTYPES, Dim, Shape
 from tensoropt.ops.common import bcast_index, lin, trav
-from tensoropt.ops.shapes import broadcast
+from tensoropt.ops.shapes import broadcast, reshape_spec
 
 from .torch_context import Ctx, Rule, has_op, norm_axis, op_name, rule
 from .torch_values import Affine, as_affine, sym_value
@@ -48,24 +48,6 @@ def _read_by_axis(cx: Ctx, x: str, shape: Shape, dtype: str,
 # -- shapes and data movement -----------------------------------------------------------------
 
 
-def _reshape_spec(src: Shape, dst: Shape) -> list[int] | None:
-    """A registry ``reshape`` spec giving ``dst``: symbols copy (0) or fill (-1).
-
-    None when more than one symbolic dim would need inferring.
-    """
-    spec: list[int] = []
-    holes = 0
-    for k, d in enumerate(dst):
-        if isinstance(d, int):
-            spec.append(d)
-        elif k < len(src) and src[k] == d:
-            spec.append(0)
-        else:
-            spec.append(-1)
-            holes += 1
-    return spec if holes <= 1 else None
-
-
 @rule("aten.view.default", "aten.reshape.default", "aten._reshape_alias.default")
 def _view(cx: Ctx, a: dict[str, Any]) -> Any:
     src = cx.type_of(a["self"]).shape
@@ -79,7 +61,7 @@ def _view(cx: Ctx, a: dict[str, Any]) -> Any:
         return Affine(dst, v.dtype, v.offset, tuple(0 if d == 1 else next(nz) for d in dst))
     if 0 in dst:
         raise cx.unsupported("reshape to a zero-size dim (reshape's 0 means 'copy the input dim')")
-    spec = _reshape_spec(src, dst)
+    spec = reshape_spec(src, dst)
     if spec is None:
         raise cx.unsupported(f"reshape {list(src)} -> {list(dst)} has several symbolic dims to infer")
     return cx.op("reshape", cx.tensor(a["self"]), shape=spec)

@@ -66,11 +66,22 @@ class TensoroptRep(BackendRep):
     def _specialize(self, feeds: Mapping[str, np.ndarray]) -> Graph:
         from .frontends.onnx import from_onnx
 
-        bound = {k: v for k, v in feeds.items() if _bindable(v.dtype.kind, v.size)}
+        args = _argument_inputs(self.model)
+        bound = {k: v for k, v in feeds.items() if _bindable(v.dtype.kind, v.size) or k in args}
         key = b"".join(k.encode() + v.tobytes() + str(v.shape).encode() for k, v in sorted(bound.items()))
         if key not in self._specialized:
             self._specialized[key] = from_onnx(self.model, constants=bound)
         return self._specialized[key]
+
+
+#: (op, input slot) whose value is an import-time argument even when it is a
+#: float tensor: Resize's roi and scales, Upsample's scales.
+_ARGUMENT_SLOTS = frozenset({("Resize", 1), ("Resize", 2), ("Upsample", 1)})
+
+
+def _argument_inputs(model: onnx.ModelProto) -> set[str]:
+    return {n.input[k] for n in model.graph.node for (op, k) in _ARGUMENT_SLOTS
+            if n.op_type == op and k < len(n.input) and n.input[k]}
 
 
 def _bindable(kind: str, size: int) -> bool:
@@ -80,15 +91,16 @@ def _bindable(kind: str, size: int) -> bool:
     return kind in "iu" or size == 1
 
 
-def _has_int_inputs(model: onnx.ModelProto) -> bool:
+def _has_argument_inputs(model: onnx.ModelProto) -> bool:
     inits = {t.name for t in model.graph.initializer}
     ints = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
+    args = _argument_inputs(model)
     for v in model.graph.input:
         if v.name in inits or not v.type.HasField("tensor_type"):
             continue
         dims = v.type.tensor_type.shape.dim
         scalar = all(d.HasField("dim_value") and d.dim_value == 1 for d in dims)
-        if v.type.tensor_type.elem_type in ints or scalar:
+        if v.type.tensor_type.elem_type in ints or scalar or v.name in args:
             return True
     return False
 
@@ -110,7 +122,7 @@ class TensoroptBackend(Backend):
         try:
             return TensoroptRep(model, from_onnx(model), mode)
         except UnsupportedError:
-            if not _has_int_inputs(model):
+            if not _has_argument_inputs(model):
                 raise
             return TensoroptRep(model, None, mode)  # import once the integer inputs are known
 

@@ -121,3 +121,20 @@ def window_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int,
 def numel1(shape: Sequence[Dim]) -> int:
     """Element count with every symbol taken as 1 (for costs, which are ints)."""
     return math.prod(d if isinstance(d, int) else 1 for d in shape)
+
+
+def reshape_spec(src: Sequence[Dim], dst: Sequence[Dim]) -> tuple[int, ...] | None:
+    """The ``reshape`` op's ``shape`` attribute (ints, ONNX 0/-1 rules) that
+    turns ``src`` into ``dst``: a symbol at the same position as in ``src``
+    copies it (0), another one is inferred (-1). None when more than one dim
+    would need inferring (the attribute cannot say which symbol goes where).
+    """
+    spec: list[int] = []
+    for k, d in enumerate(dst):
+        if isinstance(d, int):
+            spec.append(d)
+        elif k < len(src) and src[k] == d:
+            spec.append(0)
+        else:
+            spec.append(-1)
+    return tuple(spec) if spec.count(-1) <= 1 else None

@@ -27,6 +27,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/interp_speed.py
+	$(BIN)/python benchmarks/onnx_import_speed.py
+	$(BIN)/python benchmarks/onnx_conformance.py
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy tensoropt/ir

@@ -11,7 +11,10 @@ so one bad case costs one case, not the run. Workers live across cases because
 importing the peers takes seconds.
 
 Statuses: ``pass`` (every output matches within the case's rtol/atol),
-``wrong`` (ran, and an output differs: the one status that must never
+``folded`` (matches, but the whole model was computed while importing it:
+every input the model has was needed as an import-time value, so the outputs
+came from constant folding by ONNX's reference evaluator, not from the
+backend's own kernels; not counted as a pass), ``wrong`` (ran, and an output differs: the one status that must never
 happen), ``unsupported`` (the backend refused the model with a clear error:
 an op, dtype or attribute it does not handle), ``error`` (any other
 exception), ``timeout``, ``crash``.
@@ -39,19 +42,22 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 PEERS = ("tensoropt", "tvm-relax")
-STATUSES = ("pass", "wrong", "unsupported", "error", "timeout", "crash")
+STATUSES = ("pass", "folded", "wrong", "unsupported", "error", "timeout", "crash")
 
 
 # -- the peers: each takes a case and returns its outputs (or raises) --------------------
 
 
-def _run_tensoropt(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+def _run_tensoropt(model: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+    """Outputs, and whether the imported graph was empty (all folded at import)."""
     import tensoropt.backend as backend
 
-    return list(backend.prepare(model).run(inputs))
+    rep = backend.prepare(model)
+    outs = list(rep.run(inputs))
+    return outs, rep.last_graph is not None and not rep.last_graph.nodes
 
 
-def _run_tvm(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+def _run_tvm(model: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
     import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
@@ -60,7 +66,7 @@ def _run_tvm(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
     ex = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
     vm = relax.VirtualMachine(ex, tvm.cpu())
     out = vm["main"](*[tvm.runtime.tensor(x) for x in inputs])
-    return _flatten_tvm(out)
+    return _flatten_tvm(out), False
 
 
 def _flatten_tvm(out: Any) -> list[np.ndarray]:
@@ -72,7 +78,7 @@ def _flatten_tvm(out: Any) -> list[np.ndarray]:
     return res
 
 
-RUNNERS: dict[str, Callable[[Any, list[np.ndarray]], list[np.ndarray]]] = {
+RUNNERS: dict[str, Callable[[Any, list[np.ndarray]], tuple[list[np.ndarray], bool]]] = {
     "tensoropt": _run_tensoropt, "tvm-relax": _run_tvm,
 }
 
@@ -117,12 +123,14 @@ def _arrays(xs: Any) -> list[Any]:
 
 
 def _run_case(peer: str, case: Any) -> tuple[str, str]:
+    folded = False
     for inputs, refs in case.data_sets:
         inputs, refs = _arrays(inputs), _arrays(refs)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                outs = RUNNERS[peer](case.model, list(inputs))
+                outs, was_folded = RUNNERS[peer](case.model, list(inputs))
+                folded = folded or was_folded
         except Exception as e:  # the whole point: classify every failure
             status = "unsupported" if _is_unsupported(peer, e) else "error"
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -130,7 +138,7 @@ def _run_case(peer: str, case: Any) -> tuple[str, str]:
         diff = _compare(outs, list(refs), case.rtol, case.atol)
         if diff:
             return "wrong", diff
-    return "pass", ""
+    return ("folded", "computed at import time") if folded else ("pass", "")
 
 
 def _worker(conn: Connection, peer: str) -> None:
@@ -294,7 +302,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         return
     peers = list(report["backends"])
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.8 * len(peers)))
-    colors = {"pass": "#2a9d8f", "wrong": "#d62828", "unsupported": "#adb5bd", "error": "#f4a261",
+    colors = {"pass": "#2a9d8f", "folded": "#8ecae6", "wrong": "#d62828", "unsupported": "#adb5bd", "error": "#f4a261",
               "timeout": "#6d597a", "crash": "#264653"}
     for y, peer in enumerate(peers):
         left = 0

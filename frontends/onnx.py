@@ -30,7 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..builder import GraphBuilder
-from ..errors import InputFileError, ShapeError, TensoroptError, UnsupportedError
+from ..errors import InputFileError, NeedsInputValueError, ShapeError, TensoroptError, UnsupportedError
 from ..ir.graph import Graph
 from ..ir.types import Dim, dtype_of
 from . import onnx_ops, onnx_ops_math, onnx_ops_spatial  # noqa: F401  (register converters)
@@ -260,6 +260,9 @@ class _Importer:
         self.opset = default_opset(model)
         self.b = GraphBuilder(name)
         self.env: dict[str, Operand] = {}
+        inits = {t.name for t in model.graph.initializer}
+        self.input_names = frozenset(v.name for v in model.graph.input
+                                     if v.name not in inits and v.name not in self.constants)
 
     def run(self) -> Graph:
         g = self.model.graph
@@ -310,10 +313,10 @@ class _Importer:
             raise UnsupportedError(f"{where}: op {node.domain}.{node.op_type} is outside the default "
                                    "ONNX domain")
         attrs = _attrs(node, where)
-        inputs: list[Operand] = [self.env[n] if n else None for n in node.input]
         for n in node.input:
             if n and n not in self.env:
                 raise InputFileError(f"{where}: input {n!r} is not defined before the node")
+        inputs: list[Operand] = [self.env[n] if n else None for n in node.input]
         outs = self._convert(node, attrs, inputs, where)
         for name, op in zip(node.output, outs):
             if name:
@@ -335,13 +338,16 @@ class _Importer:
                                   self.model))
             except Exception:
                 pass  # the converter below gives the precise error (or handles it)
+        cx = Ctx(self.b, node, inputs, self.opset, where, attrs, self.env, self.input_names)
         if t in DIMS_OPS and _dims_data(t, inputs):
-            return DIMS_OPS[t](Ctx(self.b, node, inputs, self.opset, where, attrs))
+            return DIMS_OPS[t](cx)
         conv = CONVERTERS.get(t)
         if conv is None:
             raise UnsupportedError(f"{where}: unsupported op {t}")
         try:
-            return list(conv(Ctx(self.b, node, inputs, self.opset, where, attrs)))
+            return list(conv(cx))
+        except NeedsInputValueError:
+            raise
         except TensoroptError as e:
             msg = str(e)
             if msg.startswith(self.where):

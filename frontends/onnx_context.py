@@ -24,7 +24,7 @@ import onnx
 from onnx import helper
 
 from ..builder import GraphBuilder
-from ..errors import ShapeError, UnsupportedError
+from ..errors import NeedsInputValueError, ShapeError, UnsupportedError
 from ..ir.types import Dim, TensorType, dtype_of, is_symbol
 
 
@@ -66,6 +66,10 @@ class Ctx:
     """One ONNX node being converted.
 
     ``where`` names the node for messages: ``Conv node 'conv1' (opset 13)``.
+    ``env`` is the importer's ONNX-name -> operand map: a constant
+    materialized for one reader is recorded there, so every later reader
+    shares the one graph constant. ``graph_inputs`` are the model's run-time
+    input names (to tell "needs an input's value" from other refusals).
     """
 
     b: GraphBuilder
@@ -74,6 +78,8 @@ class Ctx:
     opset: int
     where: str
     attrs: dict[str, object] = field(default_factory=dict)
+    env: dict[str, Operand] = field(default_factory=dict)
+    graph_inputs: frozenset[str] = frozenset()
 
     # -- attributes -------------------------------------------------------------
 
@@ -117,6 +123,8 @@ class Ctx:
         name = self.node.input[i] or f"{self.node.op_type}_in{i}"
         t = self.b.const(name, op)
         self.inputs[i] = Tensor(t)  # reuse the constant if read twice
+        if self.node.input[i]:
+            self.env[self.node.input[i]] = Tensor(t)  # and in every later node
         return t
 
     def const(self, i: int) -> np.ndarray | None:
@@ -127,7 +135,11 @@ class Ctx:
     def need_const(self, i: int, what: str) -> np.ndarray:
         v = self.const(i)
         if v is None:
-            raise self.unsupported(f"input {i} ({what}) must be a constant known at import time")
+            name = self.node.input[i] if i < len(self.node.input) else ""
+            msg = f"{self.where}: input {i} ({what}) must be a constant known at import time"
+            if name in self.graph_inputs:
+                raise NeedsInputValueError(f"{msg}, not the graph input {name!r}", (name,))
+            raise UnsupportedError(msg)
         return v
 
     def ints(self, i: int, what: str) -> list[int]:

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .onnx_context import Ctx, Dims, Operand
+from .onnx_context import Ctx, Dims, Operand, onnx_dtype
 
 DimsRule = Callable[[Ctx], Sequence[Operand]]
 
@@ -50,8 +50,8 @@ def _concat(cx: Ctx) -> list[Operand]:
 
 def _unsqueeze(cx: Ctx) -> list[Operand]:
     a = _obj(cx, 0)
-    if a.ndim > 1 or (a.ndim == 1 and cx.opset >= 13 and not cx.has(1)):
-        raise cx.unsupported("unsqueeze of a symbolic shape beyond 1-D")
+    if a.ndim != 0:  # Dims are vectors: a scalar becomes one, nothing more
+        raise cx.unsupported("unsqueeze of a symbolic shape vector (the result would be 2-D)")
     return [_dims(a.reshape(-1))]
 
 
@@ -75,15 +75,17 @@ def _slice(cx: Ctx) -> list[Operand]:
 def _same(cx: Ctx) -> list[Operand]:
     op = cx.inputs[0]
     if cx.node.op_type == "Cast":
-        from .onnx_context import onnx_dtype
-
         if onnx_dtype(cx.attr_int("to", 0), cx.where) not in ("i64", "i32"):
             raise cx.unsupported("cast of a symbolic shape to a non-integer type")
     return [op]
 
 
 def _reshape(cx: Ctx) -> list[Operand]:
-    return [_dims(_obj(cx, 0).reshape(-1))]
+    a = _obj(cx, 0)
+    target = cx.ints(1, "shape")
+    if len(target) != 1 or target[0] not in (-1, 0, a.size):
+        raise cx.unsupported(f"reshape of a symbolic shape vector to {target} (Dims are 1-D)")
+    return [_dims(a.reshape(-1))]
 
 
 def _arith(cx: Ctx) -> list[Operand]:

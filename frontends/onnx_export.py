@@ -116,7 +116,10 @@ def to_onnx(graph: Graph, *, opset: int = 18, local_functions: bool = True) -> M
     for node in graph.nodes:
         em = Emitter(sink, values, node_names, node.outputs[0].name, graph.where(node), opset, types)
         if node.op == "expr":
-            emit_expr(node, em, graph, local_functions, functions, fn_names)
+            try:
+                emit_expr(node, em, graph, local_functions, functions, fn_names)
+            except RecursionError:  # the compiler recurses over the Expr tree
+                raise em.refuse("its Expr is nested too deeply to export") from None
             continue
         rule = RULES.get(node.op)
         if rule is None:

@@ -503,8 +503,16 @@ def _split(c: OpCtx) -> None:
     c.emit("Split", [c.ins[0], c.em.ints(aints(c.attrs, "split"), "split")], axis=aint(c.attrs, "axis"))
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _int64(vs: Sequence[int]) -> tuple[int, ...]:
+    """Slice bounds past int64 mean "to the end" either way: clamp, do not overflow."""
+    return tuple(min(max(v, _INT64[0]), _INT64[1]) for v in vs)
+
+
 def _slice(c: OpCtx) -> None:
-    starts, ends = aints(c.attrs, "starts"), aints(c.attrs, "ends")
+    starts, ends = _int64(aints(c.attrs, "starts")), _int64(aints(c.attrs, "ends"))
     axes = aints(c.attrs, "axes") or tuple(range(len(starts)))
     steps = aints(c.attrs, "steps") or (1,) * len(starts)
     em = c.em

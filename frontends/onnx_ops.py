@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..ir.types import Dim
-from ..ops.shapes import reshape_spec
+from ..ops.shapes import expand_spec, reshape_spec
 from .onnx_context import Ctx, Dims, Operand, Tensor, converter, onnx_dtype
 
 T = Tensor
@@ -56,12 +56,10 @@ def _pow(cx: Ctx) -> list[Operand]:
 
 @converter("LessOrEqual", "GreaterOrEqual")
 def _cmp_or_equal(cx: Ctx) -> list[Operand]:
-    # a <= b is not (a > b): where(a > b, false, true) needs no logical op
-    strict = "greater" if cx.node.op_type == "LessOrEqual" else "less"
-    c = cx.op(strict, cx.tensor(0), cx.tensor(1))
-    f = cx.b.const(f"{cx.base()}.false", np.array(False))
-    t = cx.b.const(f"{cx.base()}.true", np.array(True))
-    return [T(cx.op("where", c, f, t, out=0))]
+    # (a < b) or (a == b): false for NaN, as ONNX says ("not a > b" would be true)
+    strict = "less" if cx.node.op_type == "LessOrEqual" else "greater"
+    a, b = cx.tensor(0), cx.tensor(1)
+    return [T(cx.op("max", cx.op(strict, a, b), cx.op("equal", a, b), out=0))]
 
 
 _VARIADIC = {"Sum": "add", "Max": "max", "Min": "min", "Mean": "add"}
@@ -119,13 +117,6 @@ def _clip(cx: Ctx) -> list[Operand]:
 
 
 # compositions of registry ops (exact, so every one keeps an Expr definition)
-
-def _where_pos(cx: Ctx, x: str, neg: str, *, strict: bool = True) -> str:
-    """``x`` where x > 0 (or >= 0) else ``neg``."""
-    zero = cx.scalar(0.0, x)
-    cond = cx.op("greater" if strict else "less", x, zero)
-    return cx.op("where", cond, x, neg, out=0) if strict else cx.op("where", cond, neg, x, out=0)
-
 
 @converter("Elu", "Celu", "Selu")
 def _elu_family(cx: Ctx) -> list[Operand]:
@@ -202,7 +193,10 @@ def _sign(cx: Ctx) -> list[Operand]:
     zero = cx.scalar(0, x)
     pos = cx.op("where", cx.op("greater", x, zero), cx.scalar(1, x), zero)
     neg = cx.op("where", cx.op("less", x, zero), cx.scalar(-1, x), pos)
-    return [T(cx.op("identity", neg, out=0))]
+    if cx.type(0).dtype not in ("f16", "f32", "f64"):
+        return [T(cx.op("identity", neg, out=0))]
+    # NaN is neither > 0 nor < 0: keep it NaN (x == x is false only for NaN)
+    return [T(cx.op("where", cx.op("equal", x, x), neg, x, out=0))]
 
 
 @converter("Shrink")
@@ -468,23 +462,19 @@ def _pad(cx: Ctx) -> list[Operand]:
 @converter("Expand")
 def _expand(cx: Ctx) -> list[Operand]:
     target = cx.dims(1, "shape")
-    src = cx.shape(0)
-    spec: list[int] = []
-    for k, d in enumerate(target):
-        j = k - (len(target) - len(src))
-        if isinstance(d, int):
-            spec.append(d)
-        elif 0 <= j < len(src) and src[j] == d:
-            spec.append(1)  # broadcasting keeps the input's (symbolic) dim
-        else:
-            raise cx.unsupported(f"expand to {list(target)}: dim {d!r} is not the input's dim")
-    return [T(cx.op("expand", cx.tensor(0), out=0, shape=tuple(spec)))]
+    spec = expand_spec(cx.shape(0), target)
+    if spec is None:
+        raise cx.unsupported(f"expand of {list(cx.shape(0))} to {list(target)}: a symbolic target dim "
+                             "is not the input's dim")
+    return [T(cx.op("expand", cx.tensor(0), out=0, shape=spec))]
 
 
 @converter("Tile")
 def _tile(cx: Ctx) -> list[Operand]:
     reps = cx.ints(1, "repeats")
     shape = cx.static_shape(0, "Tile")
+    if 0 in reps:
+        raise cx.unsupported(f"repeats={reps}: a zero repeat gives a zero-size tensor")
     x = cx.tensor(0)
     # [d0, d1] tiled [r0, r1] is [r0, d0, r1, d1] broadcast, reshaped to [r0*d0, r1*d1]
     inter = cx.op("reshape", x, shape=tuple(v for d in shape for v in (1, d)))
@@ -540,7 +530,7 @@ def _reduce(cx: Ctx) -> list[Operand]:
     kind = cx.node.op_type
     if args is None:
         pre = {"ReduceSumSquare": lambda: cx.op("mul", x, x), "ReduceL1": lambda: cx.op("abs", x),
-               "ReduceLogSumExp": lambda: x, "ReduceLogSum": lambda: cx.op("log", x)}
+               "ReduceL2": lambda: cx.op("abs", x), "ReduceLogSum": lambda: cx.op("log", x)}
         y = pre[kind]() if kind in pre else x
         return [T(cx.op("identity", y, out=0))]
     axes, keep = args
@@ -549,7 +539,8 @@ def _reduce(cx: Ctx) -> list[Operand]:
     if kind == "ReduceLogSumExp":  # max-shifted: log(sum(exp(x - m))) + m
         m = cx.op("reduce_max", x, axes=axes, keepdims=True)
         s = cx.op("reduce_sum", cx.op("exp", cx.op("sub", x, m)), axes=axes, keepdims=keep)
-        mk = m if keep else cx.op("reshape", m, shape=cx.b.type_of(s).shape)  # type: ignore[arg-type]
+        every = axes or tuple(range(cx.rank(0)))  # [] reduces every axis
+        mk = m if keep else cx.op("squeeze", m, axes=every)
         return [T(cx.op("add", cx.op("log", s), mk, out=0))]
     body = {"ReduceSumSquare": lambda: cx.op("mul", x, x), "ReduceL1": lambda: cx.op("abs", x),
             "ReduceL2": lambda: cx.op("mul", x, x), "ReduceLogSum": lambda: x}[kind]()

@@ -215,7 +215,10 @@ def _eyelike(cx: Ctx) -> list[Operand]:
 
 @converter("Range")
 def _range(cx: Ctx) -> list[Operand]:
-    # Reached only when some input is not a constant (constant Ranges are folded).
+    # Reached only when some input is not a constant (constant Ranges are folded):
+    # the output length depends on its values.
+    for i, what in enumerate(("start", "limit", "delta")):
+        cx.need_const(i, what)
     raise cx.unsupported("Range with run-time inputs: the output length depends on their values")
 
 

@@ -20,7 +20,7 @@ import onnx
 from onnx import helper
 from onnx.backend.base import Backend, BackendRep
 
-from .errors import EvalError, UnsupportedError
+from .errors import EvalError, NeedsInputValueError, UnsupportedError
 from .ir.graph import Graph
 
 #: execution modes: the reference interpreter now; codegen adds "compiled".
@@ -31,20 +31,26 @@ DEVICES = ("CPU",)
 class TensoroptRep(BackendRep):
     """A prepared model: the imported graph, run on each call.
 
-    A model whose import needs the *value* of an input (a Reshape target or
-    Pad amounts fed as an input rather than stored as a constant) cannot be
-    imported once for all inputs. Such a rep imports at run time, with its
-    integer and scalar inputs bound as constants, and keeps one graph per
-    distinct binding (``graph`` is then None until the first run).
+    A model whose import needs the *value* of some inputs (a Reshape target
+    or Resize scales fed as inputs rather than stored as constants) cannot be
+    imported once for all inputs: the importer says which inputs it needs
+    (:class:`NeedsInputValueError`), and such a rep imports at run time with
+    exactly those inputs bound as constants, keeping one graph per distinct
+    binding (``graph`` is None until then). Every other input stays a
+    run-time input, so the computation still runs through the interpreter.
     """
 
-    def __init__(self, model: onnx.ModelProto, graph: Graph | None, mode: str) -> None:
+    def __init__(self, model: onnx.ModelProto, graph: Graph | None, mode: str,
+                 needs: tuple[str, ...] = ()) -> None:
         self.model = model
         self.graph = graph
         self.mode = mode
+        self.needs = needs
+        self.last_graph = graph
         self._specialized: dict[bytes, Graph] = {}
-        self.input_names = [v.name for v in model.graph.input
-                            if v.name not in {t.name for t in model.graph.initializer}]
+        inits = {t.name for t in model.graph.initializer}
+        self.input_names = [v.name for v in model.graph.input if v.name not in inits]
+        self._overridable = [v.name for v in model.graph.input if v.name in inits]
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         """Run with ``inputs`` given positionally (model input order), as a
@@ -54,55 +60,44 @@ class TensoroptRep(BackendRep):
         names = self.input_names
         if isinstance(inputs, Mapping):
             feeds = {k: np.asarray(v) for k, v in inputs.items()}
+            for k in feeds:
+                if k in self._overridable:
+                    raise UnsupportedError(f"input {k!r} has an initializer: tensoropt imports it as a "
+                                           "constant and cannot override it at run time")
+                if k not in names:
+                    raise EvalError(f"{k!r} is not an input of the model (inputs: {', '.join(names)})")
         else:
             seq = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
             if len(seq) != len(names):
                 raise EvalError(f"model takes {len(names)} inputs ({', '.join(names)}), got {len(seq)}")
             feeds = {n: np.asarray(x) for n, x in zip(names, seq)}
         graph = self.graph or self._specialize(feeds)
+        self.last_graph = graph
         out = run_graph(graph, {v.name: feeds[v.name] for v in graph.inputs if v.name in feeds})
         return tuple(out[n] for n in graph.outputs)
 
     def _specialize(self, feeds: Mapping[str, np.ndarray]) -> Graph:
         from .frontends.onnx import from_onnx
 
-        args = _argument_inputs(self.model)
-        bound = {k: v for k, v in feeds.items() if _bindable(v.dtype.kind, v.size) or k in args}
-        key = b"".join(k.encode() + v.tobytes() + str(v.shape).encode() for k, v in sorted(bound.items()))
-        if key not in self._specialized:
-            self._specialized[key] = from_onnx(self.model, constants=bound)
-        return self._specialized[key]
-
-
-#: (op, input slot) whose value is an import-time argument even when it is a
-#: float tensor: Resize's roi and scales, Upsample's scales.
-_ARGUMENT_SLOTS = frozenset({("Resize", 1), ("Resize", 2), ("Upsample", 1)})
-
-
-def _argument_inputs(model: onnx.ModelProto) -> set[str]:
-    return {n.input[k] for n in model.graph.node for (op, k) in _ARGUMENT_SLOTS
-            if n.op_type == op and k < len(n.input) and n.input[k]}
-
-
-def _bindable(kind: str, size: int) -> bool:
-    """Inputs bound as constants when a model needs input values at import
-    time: integer tensors (shapes, axes, pads) and scalars of any type (a
-    OneHot depth or Range bound fed as a float)."""
-    return kind in "iu" or size == 1
-
-
-def _has_argument_inputs(model: onnx.ModelProto) -> bool:
-    inits = {t.name for t in model.graph.initializer}
-    ints = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
-    args = _argument_inputs(model)
-    for v in model.graph.input:
-        if v.name in inits or not v.type.HasField("tensor_type"):
-            continue
-        dims = v.type.tensor_type.shape.dim
-        scalar = all(d.HasField("dim_value") and d.dim_value == 1 for d in dims)
-        if v.type.tensor_type.elem_type in ints or scalar or v.name in args:
-            return True
-    return False
+        needs = list(self.needs)
+        while True:
+            missing = [n for n in needs if n not in feeds]
+            if missing:
+                raise EvalError(f"input {missing[0]!r} is missing (inputs: {', '.join(self.input_names)})")
+            key = b"".join(n.encode() + feeds[n].tobytes() + str(feeds[n].shape).encode() + feeds[n].dtype.str.encode()
+                           for n in sorted(needs))
+            if key in self._specialized:
+                return self._specialized[key]
+            try:
+                g = from_onnx(self.model, constants={n: feeds[n] for n in needs})
+            except NeedsInputValueError as e:  # binding some inputs exposed another one
+                more = [n for n in e.inputs if n not in needs]
+                if not more:
+                    raise
+                needs += more
+                continue
+            self._specialized[key] = g
+            return g
 
 
 def _check_options(device: str, mode: str) -> None:
@@ -121,10 +116,8 @@ class TensoroptBackend(Backend):
         _check_options(device, mode)
         try:
             return TensoroptRep(model, from_onnx(model), mode)
-        except UnsupportedError:
-            if not _has_argument_inputs(model):
-                raise
-            return TensoroptRep(model, None, mode)  # import once the integer inputs are known
+        except NeedsInputValueError as e:
+            return TensoroptRep(model, None, mode, e.inputs)  # import once those inputs are known
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU",
@@ -141,14 +134,19 @@ class TensoroptBackend(Backend):
         names = [n for n in node.input if n]
         vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
                for n, a in zip(names, arrays)]
-        outs = []
-        for k, o in enumerate(node.output):
+        g = helper.make_graph([node], f"{node.op_type}_node", vis, [])
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        # output types: the caller's, else ONNX's own shape inference
+        inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+        for k, o in enumerate(o for o in node.output if o):
             if outputs_info and k < len(outputs_info):
                 dt, shape = outputs_info[k]
-                outs.append(helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(np.dtype(dt)), shape))
+                g.output.append(helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(np.dtype(dt)), shape))
+            elif o in inferred:
+                g.output.append(inferred[o])
             else:
-                outs.append(helper.make_value_info(o, onnx.TypeProto()))
-        g = helper.make_graph([node], f"{node.op_type}_node", vis, outs)
+                raise UnsupportedError(f"{node.op_type} node: ONNX cannot infer the type of output {o!r}; "
+                                       "pass outputs_info")
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
         return cls.prepare(model, device, **kwargs).run(arrays)
 

@@ -42,3 +42,13 @@ class InputFileError(TensoroptError):
 class UnsupportedError(TensoroptError):
     """A model uses something tensoropt cannot import or export (an op, a dtype,
     an attribute value): the message names it, the node and the opset."""
+
+
+class NeedsInputValueError(UnsupportedError):
+    """Importing needs the value of graph inputs (a Reshape target fed as an
+    input): ``inputs`` names them. ``tensoropt.backend`` imports such a model
+    at run time with exactly these inputs bound as constants."""
+
+    def __init__(self, message: str, inputs: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.inputs = inputs

@@ -128,6 +128,7 @@ def reshape_spec(src: Sequence[Dim], dst: Sequence[Dim]) -> tuple[int, ...] | No
     turns ``src`` into ``dst``: a symbol at the same position as in ``src``
     copies it (0), another one is inferred (-1). None when more than one dim
     would need inferring (the attribute cannot say which symbol goes where).
+    An int 0 in ``dst`` would read as "copy": callers refuse zero-size dims.
     """
     spec: list[int] = []
     for k, d in enumerate(dst):
@@ -138,3 +139,21 @@ def reshape_spec(src: Sequence[Dim], dst: Sequence[Dim]) -> tuple[int, ...] | No
         else:
             spec.append(-1)
     return tuple(spec) if spec.count(-1) <= 1 else None
+
+
+def expand_spec(src: Sequence[Dim], dst: Sequence[Dim]) -> tuple[int, ...] | None:
+    """The ``expand`` op's ``shape`` attribute (ints) that broadcasts ``src`` to
+    ``dst``: a symbol in ``dst`` is written 1 where the right-aligned input dim
+    is that same symbol (broadcasting keeps it). None when a symbol of ``dst``
+    is not the input's dim there (the attribute cannot name it).
+    """
+    spec: list[int] = []
+    for k, d in enumerate(dst):
+        j = k - (len(dst) - len(src))
+        if isinstance(d, int):
+            spec.append(d)
+        elif 0 <= j < len(src) and src[j] == d:
+            spec.append(1)
+        else:
+            return None
+    return tuple(spec)

@@ -13,26 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import assert_one_line_error, run
+
 from tensoropt.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("tensoropt: error: "), err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 @pytest.fixture

@@ -12,24 +12,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tensoropt.cli import main
+from cli_helpers import assert_one_line_error as one_line_error, run
 
 ROOT = Path(__file__).resolve().parents[2]
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tensoropt: error: "), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def test_check_show_eval_an_onnx_model(capsys, tmp_path: Path) -> None:

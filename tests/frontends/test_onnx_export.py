@@ -526,3 +526,24 @@ def test_save_onnx_leaves_no_partial_file_on_failure(tmp_path: Path) -> None:
         save_onnx(g, path)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_slice_bounds_past_int64_are_clamped_not_an_overflow() -> None:
+    b = GraphBuilder("s")
+    x = b.input("x", "f32", (4, 6))
+    y = b.op("slice", x, starts=(1,), ends=(10**22,), axes=(1,))
+    g = b.build(y)
+    xv = np.arange(24, dtype=np.float32).reshape(4, 6)
+    sess = ort.InferenceSession(to_onnx(g).SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(sess.run(None, {"x": xv})[0], xv[:, 1:])
+
+
+def test_an_expr_nested_too_deeply_is_refused_by_name() -> None:
+    inner: Expr = access("x", Iter("i"))
+    for _ in range(800):  # the verifier takes it; the exporter recurses deeper per level
+        inner = inner + 1.0
+    b = GraphBuilder("deep")
+    x = b.input("x", "f32", (4,))
+    y = b.expr(Scope((IterDef("i", 4),), (), inner), name="deep")
+    with pytest.raises(UnsupportedError, match="nested too deeply"):
+        to_onnx(b.build(y))

@@ -193,3 +193,81 @@ def test_unsupported_dtype_names_the_input() -> None:
     m = _model([helper.make_node("Relu", ["x"], ["y"])], [x], [y], [])
     with pytest.raises(UnsupportedError, match="input 'x': dtype BFLOAT16 is not supported"):
         from_onnx(m)
+
+
+# -- regressions found in review -------------------------------------------------------
+
+
+def _ref(node: onnx.NodeProto, *xs: np.ndarray) -> list[np.ndarray]:
+    from onnx.reference import ReferenceEvaluator
+
+    names = list(node.input)
+    vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)
+           for n, x in zip(names, xs)]
+    m = helper.make_model(helper.make_graph([node], "r", vis, [helper.make_value_info(o, onnx.TypeProto())
+                                                               for o in node.output]),
+                          opset_imports=[helper.make_opsetid("", 18)])
+    return ReferenceEvaluator(m).run(None, dict(zip(names, xs)))
+
+
+@pytest.mark.parametrize("op", ["LessOrEqual", "GreaterOrEqual"])
+def test_or_equal_comparisons_are_false_for_nan(op: str) -> None:
+    from tensoropt import backend
+
+    a = np.array([np.nan, 1.0, 2.0, np.nan], np.float32)
+    b = np.array([1.0, np.nan, 2.0, np.nan], np.float32)
+    node = helper.make_node(op, ["a", "b"], ["y"])
+    np.testing.assert_array_equal(backend.run_node(node, [a, b])[0], _ref(node, a, b)[0])
+
+
+def test_sign_keeps_nan() -> None:
+    from tensoropt import backend
+
+    x = np.array([-2.0, 0.0, 3.0, np.nan], np.float32)
+    node = helper.make_node("Sign", ["x"], ["y"])
+    np.testing.assert_array_equal(backend.run_node(node, [x])[0], _ref(node, x)[0])
+
+
+def test_reduce_l2_with_no_axes_and_noop_is_the_absolute_value() -> None:
+    from tensoropt import backend
+
+    x = np.array([-1.5, 2.0, -3.0], np.float32)
+    node = helper.make_node("ReduceL2", ["x"], ["y"], noop_with_empty_axes=1)
+    np.testing.assert_array_equal(backend.run_node(node, [x], opset_version=18)[0], [1.5, 2.0, 3.0])
+
+
+def test_reduce_log_sum_exp_without_keepdims_on_a_symbolic_batch() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    m = _model([helper.make_node("ReduceLogSumExp", ["x", "axes"], ["y"], keepdims=0)], [x], [y], [axes], opset=18)
+    g = from_onnx(m)
+    xv = rng.standard_normal((3, 5)).astype(np.float32)
+    np.testing.assert_allclose(run_graph(g, {"x": xv})["y"], _ort(m, {"x": xv})[0], rtol=1e-5)
+
+
+def test_a_weight_read_by_several_nodes_is_one_constant() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("MatMul", ["a", "w"], ["b"]),
+             helper.make_node("MatMul", ["b", "w"], ["y"])]
+    g = from_onnx(_model(nodes, [x], [y], [_init("w", 4, 4)]))
+    assert [c.name for c in g.constants] == ["w"]
+
+
+def test_unsqueezing_a_symbolic_shape_vector_is_refused_not_flattened() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [2])
+    axes = numpy_helper.from_array(np.array([0], np.int64), "axes")
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Unsqueeze", ["s", "axes"], ["u"]),
+             helper.make_node("Shape", ["u"], ["y"])]
+    with pytest.raises(UnsupportedError, match="unsqueeze of a symbolic shape vector"):
+        from_onnx(_model(nodes, [x], [y], [axes]))
+
+
+def test_tile_with_a_zero_repeat_is_refused_clearly() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 0])
+    reps = numpy_helper.from_array(np.array([1, 0], np.int64), "reps")
+    with pytest.raises(UnsupportedError, match="zero repeat"):
+        from_onnx(_model([helper.make_node("Tile", ["x", "reps"], ["y"])], [x], [y], [reps]))

@@ -43,7 +43,9 @@ def _close(out: np.ndarray, ref: np.ndarray, rtol: float = 1e-4) -> None:
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in LIGHT])
-def test_light_model_shipped_output(name: str) -> None:
+def test_light_model_imports_verifies_and_runs(name: str) -> None:
+    """A smoke test: the shipped output is a uniform softmax that any
+    implementation matches (the random-weight test below is the real check)."""
     g = load_onnx(light_path(name))
     api.verify(g)
     # every weight came from ConstantOfShape: folded into constants, no such node left

@@ -27,6 +27,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 import onnx
+import onnx.inliner
 from onnx import helper, numpy_helper
 
 from ..builder import GraphBuilder
@@ -171,6 +172,13 @@ def _checked_skeleton(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
         onnx.checker.check_model(model)
     except Exception as e:
         raise InputFileError(f"{where}: invalid ONNX model: {_first_line(e)}") from None
+    if model.functions:
+        # model-local functions (torch.onnx's dynamo exporter, our own export of
+        # expr nodes): ONNX's inliner replaces each call by the function's body
+        try:
+            model = onnx.inliner.inline_local_functions(model)
+        except Exception as e:
+            raise InputFileError(f"{where}: cannot inline the model's local functions: {_first_line(e)}") from None
     if default_opset(model) < CANONICAL_OPSET:
         try:
             model = onnx.version_converter.convert_version(model, CANONICAL_OPSET)

@@ -271,3 +271,22 @@ def test_tile_with_a_zero_repeat_is_refused_clearly() -> None:
     reps = numpy_helper.from_array(np.array([1, 0], np.int64), "reps")
     with pytest.raises(UnsupportedError, match="zero repeat"):
         from_onnx(_model([helper.make_node("Tile", ["x", "reps"], ["y"])], [x], [y], [reps]))
+
+
+def test_local_functions_are_inlined_so_our_own_export_imports_back(tmp_path: Path) -> None:
+    """A fused graph exports its expr nodes as ONNX local functions; importing
+    that model inlines them and computes the same thing."""
+    from tensoropt.frontends.onnx_export import save_onnx
+
+    root = Path(__file__).resolve().parents[2]
+    g = api.load(root / "examples" / "conv_block.top")
+    fused, _ = api.optimize(g, "fold-constants,cse,fuse-elementwise,dce")
+    assert any(n.op == "expr" for n in fused.nodes)
+    save_onnx(fused, tmp_path / "fused.onnx")
+    assert onnx.load(str(tmp_path / "fused.onnx")).functions
+    back = load_onnx(tmp_path / "fused.onnx")
+    inputs = api.random_inputs(g, seed=3, bindings={s: 2 for s in api.symbols_of(g)})
+    want = run_graph(g, inputs)
+    got = run_graph(back, inputs)
+    for name in g.outputs:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)

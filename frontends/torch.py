@@ -38,10 +38,10 @@ Invariants of the conversion:
 - A symbolic size used as a value (``x / x.shape[1]``) becomes a rank-0
   ``expr`` node that counts to it (``L[] Sum[c:seq] {1}``); sizes known only
   from data (``nonzero``) are unsupported.
-- Registry ops that arrived after the core set (``cumsum``, ``argmax``,
-  ``gather_elements``, ``conv_transpose2d``, ...) are used when registered,
-  checked by name and attributes; without them a rule falls back to an
-  ``expr`` node where one can say the same, or names the missing op.
+- Each ATen op maps onto the registry op that computes it; an ``expr`` node
+  stands in only for functions the registry has no op for (``sign``,
+  ``log1p``, floor division, affine reads over symbolic sizes, ...). 1-D
+  convolutions, plain and transposed, run on the 2-D ops over a unit height.
 - Every converted node's type is checked against torch's own metadata for the
   node; a disagreement, like a type or shape rule rejecting the converted op,
   is a :class:`ShapeError` that starts with the node's name.

@@ -39,7 +39,6 @@ from tensoropt.errors import ShapeError, UnsupportedError
 from tensoropt.ir.expr import Access, Const, Expr, IterDef, Scope
 from tensoropt.ir.types import DTYPES as IR_DTYPES
 from tensoropt.ir.types import Dim, TensorType, is_symbol
-from tensoropt.ops import REGISTRY
 
 from .torch_values import (DTYPES, TORCH_DTYPES, Affine, ConstTensor, Missing, describe, is_static_scalar,
                            is_tensor_value, sym_value)
@@ -61,16 +60,6 @@ def rule(*names: str) -> Callable[[Rule], Rule]:
         return fn
 
     return deco
-
-
-def has_op(op: str, *attrs: str) -> bool:
-    """Whether the registry has ``op`` with these attributes.
-
-    The registry grows over time; rules that use a newer op check first and
-    otherwise fall back (an ``expr`` node) or say the op is missing.
-    """
-    rules = REGISTRY.get(op)
-    return rules is not None and all(rules.attr_spec(a) is not None for a in attrs)
 
 
 def norm_axis(axis: int, rank: int) -> int:
@@ -341,10 +330,6 @@ class Ctx:
 
     def unsupported(self, why: str) -> UnsupportedError:
         return UnsupportedError(f"{self.where()}: {why}")
-
-    def missing_op(self, op: str, what: str) -> UnsupportedError:
-        """The error for a rule that needs a registry op this tensoropt lacks."""
-        return self.unsupported(f"{what} needs the registry op {op!r}, which this tensoropt lacks")
 
 
 def _ident(s: str) -> str:

@@ -7,8 +7,7 @@ same thing (``sign``, ``trunc``, ``log1p``, ``floor`` division, ...).
 Invariants: operands are cast to the dtype torch gives the result before
 the op (torch computes ``exp`` of an int tensor in float, compares in the
 operands' promoted dtype); arithmetic on :class:`~.torch_values.Affine`
-tensors with a Python int stays affine; a rule that uses a registry op added
-after the core set checks for it (:func:`~.torch_context.has_op`) first.
+tensors with a Python int stays affine.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from tensoropt.ir.types import INT_DTYPES
 from tensoropt.ops.common import pointwise
 from tensoropt.ops.shapes import broadcast
 
-from .torch_context import Ctx, Rule, has_op, rule
+from .torch_context import Ctx, Rule, rule
 from .torch_values import DTYPES, TORCH_DTYPES, Affine
 
 # -- aliases and dtype changes --------------------------------------------------------------
@@ -59,6 +58,11 @@ _UNARY = {
     "aten.relu": "relu", "aten.sigmoid": "sigmoid", "aten.tanh": "tanh", "aten.exp": "exp",
     "aten.log": "log", "aten.sqrt": "sqrt", "aten.rsqrt": "rsqrt", "aten.neg": "neg",
     "aten.abs": "abs", "aten.erf": "erf", "aten.reciprocal": "reciprocal",
+    "aten.sin": "sin", "aten.cos": "cos", "aten.tan": "tan", "aten.sinh": "sinh", "aten.cosh": "cosh",
+    "aten.asin": "arcsin", "aten.acos": "arccos", "aten.atan": "arctan",
+    "aten.asinh": "arcsinh", "aten.acosh": "arccosh", "aten.atanh": "arctanh",
+    "aten.floor": "floor", "aten.ceil": "ceil",
+    "aten.round.default": "round",  # half to even, as torch; not round.decimals
 }
 
 
@@ -71,19 +75,6 @@ def _unary(op: str) -> Rule:
 
 for _packet, _op in _UNARY.items():
     rule(_packet)(_unary(_op))
-
-#: ATen packet -> registry op (when registered) or else an Expr body.
-_MAYBE_UNARY: dict[str, tuple[str, Callable[[Expr], Expr] | None]] = {
-    "aten.sin": ("sin", lambda x: call("sin", x)),
-    "aten.cos": ("cos", lambda x: call("cos", x)),
-    "aten.floor": ("floor", lambda x: call("floor", x)),
-    "aten.ceil": ("ceil", lambda x: call("ceil", x)),
-    "aten.tan": ("tan", None), "aten.sinh": ("sinh", None), "aten.cosh": ("cosh", None),
-    "aten.asin": ("arcsin", None), "aten.acos": ("arccos", None), "aten.atan": ("arctan", None),
-    "aten.asinh": ("arcsinh", None), "aten.acosh": ("arccosh", None), "aten.atanh": ("arctanh", None),
-    "aten.round.default": ("round", None),  # half to even, as torch; not round.decimals
-}
-
 
 def _trunc(x: Expr) -> Expr:
     return call("sign", x) * call("floor", call("abs", x))
@@ -123,21 +114,6 @@ for _packet, _body in _EXPR_UNARY.items():
     rule(_packet)(_expr_unary(_body))
 
 
-def _maybe_unary(op: str, body: Callable[[Expr], Expr] | None) -> Rule:
-    def convert(cx: Ctx, a: dict[str, Any]) -> str:
-        if has_op(op):
-            return _unary(op)(cx, a)
-        if body is None:
-            raise cx.missing_op(op, "this function")
-        return _expr_unary(body)(cx, a)
-
-    return convert
-
-
-for _packet, (_op, _maybe_body) in _MAYBE_UNARY.items():
-    rule(_packet)(_maybe_unary(_op, _maybe_body))
-
-
 @rule("aten.gelu.default")
 def _gelu(cx: Ctx, a: dict[str, Any]) -> str:
     return cx.op("gelu", cx.tensor(a["self"]), approximate=a["approximate"])
@@ -151,8 +127,6 @@ def _leaky_relu(cx: Ctx, a: dict[str, Any]) -> str:
 @rule("aten.elu.default")
 def _elu(cx: Ctx, a: dict[str, Any]) -> str:
     alpha, scale, in_scale = (cx.float_arg(a[k]) for k in ("alpha", "scale", "input_scale"))
-    if has_op("elu", "alpha") and scale == in_scale == 1.0:
-        return cx.op("elu", cx.tensor(a["self"]), alpha=alpha)
     # scale * (x if x > 0 else alpha * (exp(x * input_scale) - 1))
     return _expr_map(cx, lambda x: call("where", call("gt", x, 0.0), x * scale,
                                         (call("exp", x * in_scale) - 1.0) * (alpha * scale)),
@@ -261,22 +235,14 @@ def _div_mode(cx: Ctx, a: dict[str, Any]) -> str:
     return _expr_map(cx, lambda x, y: call("floor", x / y), [a["self"], a["other"]], dt)
 
 
-def _binary_or_expr(op: str, body: Callable[[Expr, Expr], Expr]) -> Rule:
-    """Registry ``op`` when registered, else an ``expr`` node computing ``body``."""
-
-    def convert(cx: Ctx, a: dict[str, Any]) -> str:
-        if has_op(op):
-            return _binary(cx, op, a)
-        return _expr_map(cx, body, [a["self"], a["other"]], cx.out_type().dtype)
-
-    return convert
+@rule("aten.remainder.Tensor", "aten.remainder.Scalar")
+def _remainder(cx: Ctx, a: dict[str, Any]) -> str:
+    return _binary(cx, "mod", a)  # Python's modulo: the result takes the divisor's sign
 
 
-# Python's modulo: the result takes the divisor's sign.
-rule("aten.remainder.Tensor", "aten.remainder.Scalar")(
-    _binary_or_expr("mod", lambda x, y: x - call("floor", x / y) * y))
-# C's fmod: the result takes the dividend's sign.
-rule("aten.fmod.Tensor", "aten.fmod.Scalar")(_binary_or_expr("fmod", lambda x, y: x - _trunc(x / y) * y))
+@rule("aten.fmod.Tensor", "aten.fmod.Scalar")
+def _fmod(cx: Ctx, a: dict[str, Any]) -> str:
+    return _binary(cx, "fmod", a)  # C's fmod: the result takes the dividend's sign
 
 
 @rule("aten.pow.Tensor_Scalar", "aten.pow.Tensor_Tensor", "aten.pow.Scalar")
@@ -350,8 +316,6 @@ def _logic(op: str, bitwise: str | None) -> Rule:
     def convert(cx: Ctx, a: dict[str, Any]) -> str:
         dt = cx.out_type().dtype
         if bitwise and dt != "bool":
-            if not has_op(bitwise):
-                raise cx.missing_op(bitwise, "bitwise logic on integers")
             return cx.op(bitwise, cx.tensor(a["self"], dt), cx.tensor(a["other"], dt))
         x, y = cx.tensor(a["self"], "bool"), cx.tensor(a["other"], "bool")
         if op == "xor":

@@ -22,9 +22,9 @@ import sympy
 from tensoropt.ir.expr import Access, Const, Expr, Scope
 from tensoropt.ir.types import FLOAT_DTYPES, Dim, Shape
 from tensoropt.ops.common import bcast_index, lin, trav
-from tensoropt.ops.shapes import broadcast, reshape_spec
+from tensoropt.ops.shapes import broadcast, expand_spec, reshape_spec
 
-from .torch_context import Ctx, Rule, has_op, norm_axis, op_name, rule
+from .torch_context import Ctx, Rule, norm_axis, op_name, rule
 from .torch_values import Affine, as_affine, sym_value
 
 
@@ -116,17 +116,11 @@ def _expand(cx: Ctx, a: dict[str, Any]) -> Any:
 
 def _broadcast_to(cx: Ctx, x: str, dst: Shape) -> str:
     """``expand`` when the target is writable as ints, else an ``expr`` broadcast read."""
-    src = cx.b.type_of(x).shape
-    lead = len(dst) - len(src)
-    spec: list[int] = []
-    for k, d in enumerate(dst):
-        if isinstance(d, int):
-            spec.append(d)
-        elif k >= lead and src[k - lead] == d:
-            spec.append(1)  # the input already has this symbol: broadcasting keeps it
-        else:
-            return _read(cx, x, dst, cx.b.type_of(x).dtype, lambda its: bcast_index(src, dst, its))
-    return cx.op("expand", x, shape=spec)
+    t = cx.b.type_of(x)
+    spec = expand_spec(t.shape, dst)
+    if spec is None:
+        return _read(cx, x, dst, t.dtype, lambda its: bcast_index(t.shape, dst, its))
+    return cx.op("expand", x, shape=list(spec))
 
 
 @rule("aten.cat.default")
@@ -360,8 +354,6 @@ def _gather(cx: Ctx, a: dict[str, Any]) -> str:
     """torch.gather (ONNX GatherElements): only with an affine index."""
     f = _affine_index(cx, a["index"])
     if f is None:
-        if not has_op("gather_elements", "axis"):
-            raise cx.missing_op("gather_elements", "torch.gather with a data-dependent index")
         rank = cx.type_of(a["self"]).rank
         return cx.op("gather_elements", cx.tensor(a["self"]), cx.tensor(a["index"]),
                      axis=norm_axis(cx.int_arg(a["dim"]), rank))

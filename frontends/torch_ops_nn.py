@@ -1,8 +1,8 @@
 """ATen rules for contractions, neural-network layers and reductions.
 
-Matrix products, convolutions (1-D through a unit height, 2-D, 3-D and
-transposed), inference-mode normalizations, pooling, embedding and dropout,
-then reductions (``sum``, ``mean``, ``amax``, ``argmax``, ``cumsum``, ``var``).
+Matrix products, convolutions (2-D and 3-D, plain and transposed; 1-D ones
+on the 2-D ops over a unit height), inference-mode normalizations, pooling,
+embedding and dropout, then reductions (``sum``, ``mean``, ``amax``, ``argmax``, ``cumsum``, ``var``).
 
 Invariants: only inference semantics are imported (training-mode batch norm
 and dropout are an :class:`UnsupportedError` saying to call ``eval()``); the
@@ -21,7 +21,7 @@ import numpy as np
 
 from tensoropt.ir.types import TensorType
 
-from .torch_context import Ctx, Rule, has_op, norm_axis, rule
+from .torch_context import Ctx, Rule, norm_axis, rule
 from .torch_values import Missing
 
 # -- contractions ----------------------------------------------------------------------------
@@ -58,42 +58,33 @@ def _per_axis(v: Sequence[int], rank: int, default: int | None = None) -> list[i
 
 @rule("aten.convolution.default")
 def _convolution(cx: Ctx, a: dict[str, Any]) -> str:
-    x, w = a["input"], a["weight"]
-    rank = cx.type_of(x).rank
-    stride, pad, dil = cx.ints(a["stride"]), cx.ints(a["padding"]), cx.ints(a["dilation"])
-    bias = [cx.tensor(a["bias"])] if a["bias"] is not None else []
-    group = cx.int_arg(a["groups"])
+    """``conv{2,3}d`` or ``conv_transpose{2,3}d``; 1-D runs on the 2-D op over a unit height.
+
+    torch's ``padding`` crops both ends of a transposed convolution;
+    ``output_padding`` gives back that much at the end, which the registry's
+    pads write as a smaller end crop.
+    """
+    r = cx.type_of(a["input"]).rank - 2
+    kind = "conv_transpose" if a["transposed"] else "conv"
+    if r not in (1, 2, 3):
+        raise cx.unsupported(f"{r}-D {'transposed ' if a['transposed'] else ''}convolution")
+    stride = _per_axis(cx.ints(a["stride"]), r, 1)
+    begins = _per_axis(cx.ints(a["padding"]), r, 0)
+    dil = _per_axis(cx.ints(a["dilation"]), r, 1)
+    ends = begins
     if a["transposed"]:
-        return _conv_transpose(cx, a, rank - 2, bias)
-    if rank == 4:
-        return cx.op("conv2d", cx.tensor(x), cx.tensor(w), *bias, strides=_per_axis(stride, 2, 1),
-                     pads=_per_axis(pad, 2, 0) * 2, dilations=_per_axis(dil, 2, 1), group=group)
-    if rank == 5:
-        if not has_op("conv3d", "pads"):
-            raise cx.missing_op("conv3d", "3-D convolution")
-        return cx.op("conv3d", cx.tensor(x), cx.tensor(w), *bias, strides=stride, pads=pad * 2,
-                     dilations=dil, group=group)
-    if rank != 3:
-        raise cx.unsupported(f"{rank - 2}-D convolution")
-    # 1-D: a 2-D convolution over a unit height.
-    x2 = cx.op("unsqueeze", cx.tensor(x), axes=[2], name=cx.sub("x2d"))
-    w2 = cx.op("unsqueeze", cx.tensor(w), axes=[2], name=cx.sub("w2d"))
-    y = cx.op("conv2d", x2, w2, *bias, strides=[1, stride[0]], pads=[0, pad[0], 0, pad[0]],
-              dilations=[1, dil[0]], group=group, name=cx.sub("conv2d"))
+        ends = [p - e for p, e in zip(begins, _per_axis(cx.ints(a["output_padding"]), r, 0))]
+    bias = [cx.tensor(a["bias"])] if a["bias"] is not None else []
+    x, w = cx.tensor(a["input"]), cx.tensor(a["weight"])
+    group = cx.int_arg(a["groups"])
+    if r > 1:
+        return cx.op(f"{kind}{r}d", x, w, *bias, strides=stride, pads=begins + ends, dilations=dil, group=group)
+    # 1-D: the 2-D op over a unit height (stride 1, no padding, dilation 1 on it).
+    x2 = cx.op("unsqueeze", x, axes=[2], name=cx.sub("x2d"))
+    w2 = cx.op("unsqueeze", w, axes=[2], name=cx.sub("w2d"))
+    y = cx.op(f"{kind}2d", x2, w2, *bias, strides=[1, *stride], pads=[0, *begins, 0, *ends],
+              dilations=[1, *dil], group=group, name=cx.sub(f"{kind}2d"))
     return cx.op("squeeze", y, axes=[2])
-
-
-def _conv_transpose(cx: Ctx, a: dict[str, Any], r: int, bias: list[str]) -> str:
-    """torch's ``padding`` crops both ends; ``output_padding`` gives back that
-    much at the end, which the registry's pads write as a smaller end crop."""
-    op = f"conv_transpose{r}d"
-    if not has_op(op, "pads"):
-        raise cx.missing_op(op, f"{r}-D transposed convolution")
-    pad = _per_axis(cx.ints(a["padding"]), r)
-    extra = _per_axis(cx.ints(a["output_padding"]), r)
-    ends = [p - e for p, e in zip(pad, extra)]
-    return cx.op(op, cx.tensor(a["input"]), cx.tensor(a["weight"]), *bias, strides=cx.ints(a["stride"]),
-                 pads=pad + ends, dilations=cx.ints(a["dilation"]), group=cx.int_arg(a["groups"]))
 
 
 @rule("aten._native_batch_norm_legit_no_training.default")
@@ -179,10 +170,7 @@ def _window(cx: Ctx, a: dict[str, Any], r: int) -> dict[str, Any]:
 
 def _max_pool(r: int) -> Rule:
     def convert(cx: Ctx, a: dict[str, Any]) -> tuple[Any, ...]:
-        op = f"maxpool{r}d"
-        if r != 2 and not has_op(op, "kernel"):
-            raise cx.missing_op(op, f"{r}-D max pooling")
-        y = cx.op(op, cx.tensor(a["self"]), dilations=_per_axis(cx.ints(a["dilation"]), r, 1),
+        y = cx.op(f"maxpool{r}d", cx.tensor(a["self"]), dilations=_per_axis(cx.ints(a["dilation"]), r, 1),
                   **_window(cx, a, r))
         return (y, Missing("max pooling's indices"))
 
@@ -265,8 +253,8 @@ def _reduce_with_index(op: str, arg_op: str) -> Rule:
         y = cx.op(op, x, axes=[axis], keepdims=keep)
         assert cx.node is not None
         wanted = any(u.target is operator.getitem and u.args[1] == 1 for u in cx.node.users)
-        if not wanted or not has_op(arg_op, "axis", "keepdims"):
-            return (y, Missing(f"the indices of {op} (registry op {arg_op!r})"))
+        if not wanted:
+            return (y, Missing(f"the indices of {op}"))
         return (y, cx.op(arg_op, x, axis=axis, keepdims=keep, name=cx.sub("indices")))
 
     return convert
@@ -278,8 +266,6 @@ rule("aten.min.dim")(_reduce_with_index("reduce_min", "argmin"))
 
 def _arg_reduce(op: str) -> Rule:
     def convert(cx: Ctx, a: dict[str, Any]) -> str:
-        if not has_op(op, "axis", "keepdims"):
-            raise cx.missing_op(op, op)
         x = cx.tensor(a["self"])
         keep = bool(a["keepdim"])
         if a["dim"] is not None:
@@ -300,8 +286,6 @@ rule("aten.argmin.default")(_arg_reduce("argmin"))
 
 @rule("aten.cumsum.default")
 def _cumsum(cx: Ctx, a: dict[str, Any]) -> str:
-    if not has_op("cumsum", "axis"):
-        raise cx.missing_op("cumsum", "cumsum")
     out = cx.out_type()  # torch sums bools and ints as int64
     return cx.op("cumsum", cx.tensor(a["self"], out.dtype), axis=norm_axis(cx.int_arg(a["dim"]), out.rank))
 

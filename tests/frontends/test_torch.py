@@ -480,6 +480,18 @@ with torch.random.fork_rng():
                     (_f(2, 3, 4), _f(2, 4, 5))),
         "bool_and_int_inputs": (lambda m, i: (m.long() + i, torch.where(m, i, -i), (i * 3).clamp(0, 10)),
                                 (torch.rand(3, 4) > 0.5, torch.randint(-5, 5, (3, 4)))),
+        "trig_round": (lambda x: (torch.tan(x), torch.asin(x / 4), torch.atan(x), torch.sinh(x), torch.cosh(x),
+                                  torch.acos(x / 4), torch.asinh(x), torch.acosh(x.abs() + 1),
+                                  torch.atanh(x / 4), torch.round(x * 3)), (_f(3, 4),)),
+        "cumsum_argmax": (lambda x: (x.cumsum(1), (x > 0).cumsum(0), x.argmax(1), x.argmin(), x.argmax(keepdim=True),
+                                     *x.max(1), *x.min(0, keepdim=True)), (_f(3, 4),)),
+        "gather_elements": (lambda x, i: torch.gather(x, 1, i), (_f(3, 4), torch.randint(0, 4, (3, 2)))),
+        "conv_transpose2d": (torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+                             (_f(1, 4, 5, 5),)),
+        "conv3d_pool3d": (torch.nn.Sequential(torch.nn.Conv3d(2, 3, 3, padding=1), torch.nn.MaxPool3d(2)),
+                          (_f(1, 2, 4, 6, 6),)),
+        "bitwise_ints": (lambda i, j: (i & j, i | j, i ^ j),
+                         (torch.randint(-8, 8, (3, 4)), torch.randint(-8, 8, (3, 4)))),
     }
 
 
@@ -489,56 +501,13 @@ def test_op_matches_torch(case: str) -> None:
     check(wrap(fn).eval(), *xs)
 
 
-# Ops that newer registries add: each case runs when its ops are registered.
-with torch.random.fork_rng():
-    torch.manual_seed(2)
-    _NEWER_OPS: dict[str, tuple[tuple[str, ...], Callable[..., Any] | torch.nn.Module, tuple[torch.Tensor, ...]]] = {
-        "trig_round": (("tan", "arcsin", "arctan", "sinh", "round"),
-                       lambda x: (torch.tan(x), torch.asin(x / 4), torch.atan(x), torch.sinh(x), torch.round(x * 3)),
-                       (_f(3, 4),)),
-        "cumsum_argmax": (("cumsum", "argmax", "argmin"),
-                          lambda x: (x.cumsum(1), (x > 0).cumsum(0), x.argmax(1), x.argmin(), x.argmax(keepdim=True),
-                                     *x.max(1), *x.min(0, keepdim=True)),
-                          (_f(3, 4),)),
-        "gather_elements": (("gather_elements",), lambda x, i: torch.gather(x, 1, i),
-                            (_f(3, 4), torch.randint(0, 4, (3, 2)))),
-        "conv_transpose": (("conv_transpose2d",),
-                           torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
-                           (_f(1, 4, 5, 5),)),
-        "conv3d_pool3d": (("conv3d", "maxpool3d"),
-                          torch.nn.Sequential(torch.nn.Conv3d(2, 3, 3, padding=1), torch.nn.MaxPool3d(2)),
-                          (_f(1, 2, 4, 6, 6),)),
-        "bitwise_ints": (("bitwise_and", "bitwise_or", "bitwise_xor"), lambda i, j: (i & j, i | j, i ^ j),
-                         (torch.randint(-8, 8, (3, 4)), torch.randint(-8, 8, (3, 4)))),
-    }
-
-
-@pytest.mark.parametrize("case", sorted(_NEWER_OPS))
-def test_newer_registry_op_matches_torch(case: str) -> None:
-    from tensoropt.ops import REGISTRY
-
-    needs, fn, xs = _NEWER_OPS[case]
-    missing = [op for op in needs if op not in REGISTRY]
-    if missing:
-        with pytest.raises(UnsupportedError, match="needs the registry op"):
-            tfront.from_module(wrap(fn).eval(), xs)
-        pytest.skip(f"registry lacks {', '.join(missing)}")
-    check(wrap(fn).eval(), *xs)
-
-
-def test_fallbacks_when_the_registry_lacks_newer_ops(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tensoropt.ops import REGISTRY
-
-    for op in ("sin", "cos", "floor", "ceil", "fmod", "mod", "tan", "gather_elements"):
-        monkeypatch.delitem(REGISTRY, op, raising=False)
-    for case in ("expr_unary", "int_float_promotion"):
-        fn, xs = _OPS[case]
-        g = check(wrap(fn).eval(), *xs)
-        assert "expr" in {n.op for n in g.nodes}
-    with pytest.raises(UnsupportedError, match=r"node %tan .*needs the registry op 'tan'"):
-        tfront.from_module(Fn(torch.tan), (torch.randn(3),))
-    with pytest.raises(UnsupportedError, match="needs the registry op 'gather_elements'"):
-        tfront.from_module(Fn2(lambda x, i: torch.gather(x, 1, i)), (torch.randn(3, 4), torch.zeros(3, 2).long()))
+@pytest.mark.parametrize("kw", [{"stride": 2, "padding": 1, "output_padding": 1, "groups": 2},
+                                {"stride": 3, "padding": 1, "output_padding": 2, "dilation": 2, "bias": False},
+                                {"padding": 2, "groups": 4}])
+def test_conv_transpose1d_runs_on_conv_transpose2d(kw: dict[str, Any]) -> None:
+    # torch.nn.ConvTranspose1d: no 1-D registry op, so the 2-D one over a unit height
+    g = check(torch.nn.ConvTranspose1d(4, 8, 3, **kw).eval(), torch.randn(2, 4, 7))
+    assert [n.op for n in g.nodes] == ["unsqueeze", "unsqueeze", "conv_transpose2d", "squeeze"]
 
 
 def test_rules_name_real_aten_ops() -> None:

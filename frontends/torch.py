@@ -135,13 +135,57 @@ def load_pt2(path: str | os.PathLike[str]) -> Graph:
     try:
         # torch logs a full traceback before raising on a bad archive; the
         # error below says it on one line instead.
-        with _silenced("torch.export"):
+        with _silenced("torch.export"), _no_pickles():
             ep = torch.export.load(p)
-    except Exception as e:  # zipfile, pickle and torch errors alike mean "not a pt2"
+    except _PickleRefused as e:
+        raise InputFileError(f"{p}: {e}") from None
+    except Exception as e:  # zipfile and torch errors alike mean "not a pt2"
         raise InputFileError(f"{p}: not a readable torch.export archive ({_first_line(e)})") from None
     if not isinstance(ep, ExportedProgram):
         raise InputFileError(f"{p}: holds a {type(ep).__name__}, not an ExportedProgram")
     return from_exported(ep, p.stem)
+
+
+class _PickleRefused(Exception):
+    """A .pt2 archive asked to unpickle something other than plain tensors."""
+
+
+@contextmanager
+def _no_pickles() -> Iterator[None]:
+    """No arbitrary unpickling while a .pt2 archive loads.
+
+    ``torch.export.load`` reads pickled weights with ``torch.load(...,
+    weights_only=False)`` and custom or opaque constants with ``pickle``: a
+    crafted archive could run code. Here ``torch.load`` is forced to
+    ``weights_only=True`` (tensors and plain containers only) and the other
+    two unpicklers refuse, so an archive of ordinary weights loads and
+    anything else is an error naming why.
+    """
+    from torch.export.pt2_archive import _package
+
+    real_load, real_obj = torch.load, torch._C._pickle_load_obj
+    real_pickle = _package.pickle
+
+    def safe_load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        try:
+            return real_load(f, *args, **kwargs)
+        except Exception as e:
+            raise _PickleRefused(f"refusing to unpickle a non-tensor payload ({_first_line(e)})") from None
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise _PickleRefused("holds a pickled custom or opaque object; tensoropt does not unpickle "
+                             "objects from model files")
+
+    class _Pickle:
+        loads = staticmethod(refuse)
+        load = staticmethod(refuse)
+
+    torch.load, torch._C._pickle_load_obj, _package.pickle = safe_load, refuse, _Pickle  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.load, torch._C._pickle_load_obj, _package.pickle = real_load, real_obj, real_pickle  # type: ignore[assignment]
 
 
 def _check_pt2_container(p: Path) -> None:

@@ -525,3 +525,34 @@ def test_graph_text_round_trips() -> None:
     m = Fn(lambda x: x + torch.arange(x.shape[1]))
     g = tfront.from_module(m, (torch.randn(2, 7),), dynamic_shapes=({1: Dim("seq")},))
     assert parse_graph(print_graph(g)) == g
+
+
+class _Evil:
+    """Unpickling this would call os.system: the pt2 loader must refuse it."""
+
+    def __reduce__(self):  # noqa: D105
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_pt2_loading_refuses_arbitrary_pickles() -> None:
+    import io
+    import pickle
+
+    from tensoropt.frontends.torch import _no_pickles, _PickleRefused
+
+    data = pickle.dumps(_Evil())
+    with _no_pickles():
+        with pytest.raises(_PickleRefused):
+            torch.load(io.BytesIO(data))
+        from torch.export.pt2_archive import _package
+
+        with pytest.raises(_PickleRefused):
+            _package.pickle.loads(data)
+        # plain tensors still load
+        buf = io.BytesIO()
+        torch.save(torch.arange(3), buf)
+        buf.seek(0)
+        assert torch.load(buf).tolist() == [0, 1, 2]
+    assert torch.load is not None and pickle.loads is not None

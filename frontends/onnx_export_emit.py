@@ -44,13 +44,15 @@ DOMAIN = "tensoropt"
 ONNX_DTYPE: Mapping[str, int] = MappingProxyType({
     "f32": TensorProto.FLOAT, "f64": TensorProto.DOUBLE, "f16": TensorProto.FLOAT16,
     "i64": TensorProto.INT64, "i32": TensorProto.INT32, "i16": TensorProto.INT16,
-    "i8": TensorProto.INT8, "u8": TensorProto.UINT8, "bool": TensorProto.BOOL,
+    "i8": TensorProto.INT8, "u8": TensorProto.UINT8, "u16": TensorProto.UINT16,
+    "u32": TensorProto.UINT32, "u64": TensorProto.UINT64, "bool": TensorProto.BOOL,
 })
 #: how ONNX schemas spell our dtypes in type constraints.
 _SCHEMA_DTYPE: Mapping[str, str] = MappingProxyType({
     "f32": "tensor(float)", "f64": "tensor(double)", "f16": "tensor(float16)",
     "i64": "tensor(int64)", "i32": "tensor(int32)", "i16": "tensor(int16)",
-    "i8": "tensor(int8)", "u8": "tensor(uint8)", "bool": "tensor(bool)",
+    "i8": "tensor(int8)", "u8": "tensor(uint8)", "u16": "tensor(uint16)",
+    "u32": "tensor(uint32)", "u64": "tensor(uint64)", "bool": "tensor(bool)",
 })
 assert set(ONNX_DTYPE) == set(DTYPES) == set(_SCHEMA_DTYPE), "dtype tables out of step with DTYPES"
 

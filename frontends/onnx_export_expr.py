@@ -47,7 +47,7 @@ from tensoropt.ir.expr import (
 )
 from tensoropt.ir.graph import Graph, Node
 from tensoropt.ir.printer import print_expr
-from tensoropt.ir.types import DTYPES, FLOAT_DTYPES, Dim, TensorType
+from tensoropt.ir.types import DTYPES, FLOAT_DTYPES, UNSIGNED_DTYPES, Dim, TensorType
 
 from .onnx_export_emit import DOMAIN, ONNX_DTYPE, Emitter, Names, Sink
 
@@ -600,10 +600,31 @@ def _compile_expr(node: Node, em: Emitter, carriers: Mapping[str, tuple[str, int
 
     sc = _ScopeCompiler(em, em.types, compute, dim_of)
     value = sc.tensor(node.expr)
-    if compute != out.type.dtype:
+    if out.type.dtype in UNSIGNED_DTYPES:
+        value = _to_unsigned(em, value, out.type)
+    elif compute != out.type.dtype:
         value = em.one("Cast", [value], to=ONNX_DTYPE[out.type.dtype])
     _rename_result(em, value, out.name)
     return read
+
+
+def _to_unsigned(em: Emitter, value: str, t: TensorType) -> str:
+    """f64 whole numbers -> the unsigned ``t``, wrapping modulo 2**width as the
+    interpreter's output cast does (a float -> unsigned Cast out of range is
+    undefined: onnxruntime gives 0). Every step is exact: ``fmod`` by the power
+    of two; a u64 remainder outside int64's range moved by 2**64 (Sterbenz);
+    then through int64, whose Cast to ``t`` wraps. NaN and infinities give 0."""
+    bits = t.np_dtype.itemsize * 8
+    width = em.scalar(float(2 ** bits), "f64", "width")
+    r = em.one("Mod", [value, width], fmod=1)
+    r = em.one("Where", [em.one("IsNaN", [r]), em.scalar(0.0, "f64", "zero"), r])  # fmod(inf) is NaN
+    if bits == 64:
+        half = 2.0 ** 63
+        up = em.one("Cast", [em.one("Less", [r, em.scalar(-half, "f64", "neg_half")])], to=TensorProto.DOUBLE)
+        down = em.one("Cast", [em.one("GreaterOrEqual", [r, em.scalar(half, "f64", "half")])],
+                      to=TensorProto.DOUBLE)
+        r = em.one("Add", [r, em.one("Mul", [em.one("Sub", [up, down]), width])])
+    return em.one("Cast", [em.one("Cast", [r], to=TensorProto.INT64)], to=ONNX_DTYPE[t.dtype])
 
 
 def _rename_result(em: Emitter, value: str, target: str) -> None:

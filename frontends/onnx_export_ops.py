@@ -35,7 +35,7 @@ from onnx import TensorProto
 
 from tensoropt.ir.expr import Scope
 from tensoropt.ir.graph import Attrs, Node
-from tensoropt.ir.types import FLOAT_DTYPES, TensorType
+from tensoropt.ir.types import FLOAT_DTYPES, UNSIGNED_DTYPES, TensorType
 from tensoropt.ops import REGISTRY
 from tensoropt.ops.common import abool, afloat, aint, aints, astr
 from tensoropt.ops.reduce import reduced_axes
@@ -178,7 +178,8 @@ def _mod(c: OpCtx) -> None:
 #: the unsigned type of each integer dtype's width: ONNX BitShift shifts only unsigned integers.
 _UNSIGNED: Mapping[str, int] = MappingProxyType({
     "i8": TensorProto.UINT8, "i16": TensorProto.UINT16, "i32": TensorProto.UINT32,
-    "i64": TensorProto.UINT64, "u8": TensorProto.UINT8,
+    "i64": TensorProto.UINT64, "u8": TensorProto.UINT8, "u16": TensorProto.UINT16,
+    "u32": TensorProto.UINT32, "u64": TensorProto.UINT64,
 })
 
 
@@ -194,7 +195,7 @@ def _shift(direction: str) -> Rule:
     def rule(c: OpCtx) -> None:
         em, (x, y) = c.em, c.ins
         t = c.type(0)
-        signed = not t.dtype.startswith("u")
+        signed = t.dtype not in UNSIGNED_DTYPES
         bits = t.np_dtype.itemsize * 8
 
         def k(v: int, what: str) -> str:

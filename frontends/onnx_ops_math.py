@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..ir.types import DTYPES, FLOAT_DTYPES
+from ..ir.types import DTYPES, FLOAT_DTYPES, UNSIGNED_DTYPES
 from .onnx_context import Ctx, Operand, Tensor, converter, onnx_dtype
 
 T = Tensor
@@ -51,10 +51,11 @@ def _bitwise(cx: Ctx) -> list[Operand]:
 
 @converter("BitwiseNot")
 def _bitwise_not(cx: Ctx) -> list[Operand]:
-    # Two's complement: ~x == -x - 1 (wrapping at INT_MIN, as ~ does); unsigned: max - x.
+    # Two's complement: ~x == -x - 1 (wrapping at INT_MIN, as ~ does); unsigned:
+    # the dtype's max - x (255 - x for u8, 2**64 - 1 - x for u64: exact, no wrap).
     x = cx.tensor(0)
     dt = cx.type(0).dtype
-    if dt.startswith("u"):
+    if dt in UNSIGNED_DTYPES:
         return [T(cx.op("sub", cx.scalar(np.iinfo(DTYPES[dt]).max, x), x, out=0))]
     return [T(cx.op("sub", cx.op("neg", x), cx.scalar(1, x), out=0))]
 

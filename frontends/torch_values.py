@@ -34,11 +34,12 @@ from tensoropt.ir.expr import Const, Expr, Scope
 from tensoropt.ir.types import Dim, Shape, TensorType
 from tensoropt.ops.common import lin, trav
 
-#: torch dtype -> tensoropt dtype. Anything else (bfloat16, complex, ...) is unsupported.
+#: torch dtype -> tensoropt dtype. Anything else (bfloat16, complex, ...) is unsupported. torch
+#: has few kernels for uint16/32/64 (no add): mapped so their tensors import, nothing more.
 DTYPES: dict[torch.dtype, str] = {
     torch.float32: "f32", torch.float64: "f64", torch.float16: "f16",
     torch.int64: "i64", torch.int32: "i32", torch.int16: "i16", torch.int8: "i8",
-    torch.uint8: "u8", torch.bool: "bool",
+    torch.uint8: "u8", torch.uint16: "u16", torch.uint32: "u32", torch.uint64: "u64", torch.bool: "bool",
 }
 #: tensoropt dtype -> torch dtype (the inverse of :data:`DTYPES`).
 TORCH_DTYPES = {v: k for k, v in DTYPES.items()}

@@ -40,7 +40,7 @@ import scipy.special
 from .errors import EvalError, TensoroptError
 from .ir.expr import FUNCTIONS, Access, BinOp, Call, Const, Expr, Iter, IterDef, Scope, free_iters
 from .ir.graph import Graph, Node, weight_mismatch
-from .ir.types import DTYPES, FLOAT_DTYPES, TensorType
+from .ir.types import DTYPES, FLOAT_DTYPES, UNSIGNED_DTYPES, TensorType
 
 __all__ = [
     "CHUNK_ELEMENTS",
@@ -547,7 +547,10 @@ def _compute_dtype(t: TensorType, f64: bool) -> np.dtype:
 
     Floats compute in their own dtype (f16 in f32: NumPy has no f16 math
     worth the name) or f64 in f64 mode; integer and bool outputs compute in
-    f64 and are cast (exact for values below 2**53).
+    f64 and are cast (exact for values below 2**53 in magnitude: every
+    i8..i32 and u8..u32 value, not every i64/u64 one). Unsigned outputs wrap
+    modulo 2**width on that cast (:func:`_to_unsigned`), as NumPy's unsigned
+    arithmetic does.
     """
     if f64 or t.dtype not in FLOAT_DTYPES:
         return np.dtype(np.float64)
@@ -556,6 +559,31 @@ def _compute_dtype(t: TensorType, f64: bool) -> np.dtype:
 
 def _output_dtype(t: TensorType, f64: bool) -> np.dtype:
     return np.dtype(np.float64) if f64 and t.dtype in FLOAT_DTYPES else t.np_dtype
+
+
+def _to_unsigned(x: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """Whole floats -> the unsigned ``dt``, wrapping modulo 2**width (``-1`` -> the max).
+
+    A plain float -> unsigned cast is undefined out of range (NumPy gives 0 or
+    garbage, differently per width). ``fmod`` by the power of two is exact,
+    and so are the casts below: a negative remainder goes through int64, whose
+    cast to ``dt`` wraps; one below -2**63 (u64 only) is moved up by 2**64
+    first (exact: Sterbenz). Non-finite values give 0.
+    """
+    w = float(2 ** (dt.itemsize * 8))
+    r = np.fmod(np.where(np.isfinite(x), x, 0.0), w)
+    r = np.where(r < -(2.0 ** 63), r + w, r)
+    neg = r < 0
+    return np.where(neg, np.where(neg, r, 0.0).astype(np.int64).astype(dt),
+                    np.where(neg, 0.0, r).astype(dt))
+
+
+def _cast_output(o: Any, t: TensorType, f64: bool) -> np.ndarray:
+    """An op's output as ``t`` declares it (see :func:`_output_dtype`)."""
+    arr = np.asarray(o)
+    if t.dtype in UNSIGNED_DTYPES and arr.dtype.kind == "f":
+        return _to_unsigned(arr, t.np_dtype)
+    return arr.astype(_output_dtype(t, f64), copy=False)
 
 
 def evaluate_node(
@@ -613,7 +641,7 @@ def _evaluate_node(
         raise type(e)(msg) from e
     if len(outs) != len(node.outputs):
         raise EvalError(f"{node.label}: produced {len(outs)} output(s), declared {len(node.outputs)}")
-    return [np.asarray(o).astype(_output_dtype(v.type, f64), copy=False) for o, v in zip(outs, node.outputs)]
+    return [_cast_output(o, v.type, f64) for o, v in zip(outs, node.outputs)]
 
 
 def _bind_inputs(

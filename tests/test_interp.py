@@ -493,3 +493,17 @@ def test_evaluate_node_with_custom_registry() -> None:
     assert out[0].tolist() == [2.0, 2.0]
     with pytest.raises(EvalError, match="unknown op 'nope'"):
         evaluate_node(Node("nope", ("x",), (Value("y", f32(2)),)), [np.ones(2)], {}, {"twice": Twice()})
+
+
+@pytest.mark.parametrize("dt", ["u8", "u16", "u32", "u64"])
+def test_unsigned_expr_outputs_wrap_like_numpy(dt: str) -> None:
+    # The body computes in float64; the cast to the unsigned output wraps
+    # modulo 2**width exactly (a plain float -> uint cast is undefined below 0).
+    t = TensorType(dt, (4,))
+    node = Node("expr", ("x", "z"), (Value("y", t),), expr=parse_expr("L[i:4] { %x[i] - %z[i] }"))
+    g = Graph("wrap", (Value("x", t), Value("z", t)), (), (node,), ("y",))
+    x = np.array([0, 5, 1, 2], t.np_dtype)
+    z = np.array([1, 3, 200, 2], t.np_dtype)
+    out = run_graph(g, {"x": x, "z": z})["y"]
+    assert out.dtype == t.np_dtype
+    assert out.tolist() == (x - z).tolist()  # NumPy's own wrapping subtract

@@ -29,10 +29,15 @@ DTYPES: dict[str, np.dtype] = {
     "i16": np.dtype("int16"),
     "i8": np.dtype("int8"),
     "u8": np.dtype("uint8"),
+    "u16": np.dtype("uint16"),
+    "u32": np.dtype("uint32"),
+    "u64": np.dtype("uint64"),
     "bool": np.dtype("bool"),
 }
 FLOAT_DTYPES = frozenset({"f16", "f32", "f64"})
-INT_DTYPES = frozenset({"i64", "i32", "i16", "i8", "u8"})
+INT_DTYPES = frozenset({"i64", "i32", "i16", "i8", "u8", "u16", "u32", "u64"})
+#: the unsigned integer dtypes: arithmetic on them wraps modulo 2**width (as NumPy's).
+UNSIGNED_DTYPES = frozenset({"u8", "u16", "u32", "u64"})
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir.expr import Access, Const, Expr, Iter, IterDef, Scope, access, call
 from ..ir.graph import Attrs
-from ..ir.types import FLOAT_DTYPES, DTYPES, Dim, Shape, TensorType
+from ..ir.types import FLOAT_DTYPES, DTYPES, UNSIGNED_DTYPES, Dim, Shape, TensorType
 from .registry import Cost, CostFn
 from .shapes import fmt_shape, numel1
 
@@ -40,7 +40,7 @@ def need_numeric(ts: Sequence[TensorType], i: int, op: str) -> None:
 def need_signed(ts: Sequence[TensorType], i: int, op: str) -> None:
     """Input ``i`` must be a signed number: ``op`` would wrap an unsigned one."""
     need_numeric(ts, i, op)
-    if ts[i].dtype.startswith("u"):
+    if ts[i].dtype in UNSIGNED_DTYPES:
         raise ShapeError(f"input {i} has dtype {ts[i].dtype}; {op} needs a signed dtype "
                          "(the result would wrap around)")
 

@@ -21,7 +21,7 @@ from scipy import special
 from ..errors import EvalError, ShapeError
 from ..ir.expr import Expr, Iter, IterDef, Scope, call
 from ..ir.graph import Attrs
-from ..ir.types import INT_DTYPES, TensorType
+from ..ir.types import INT_DTYPES, UNSIGNED_DTYPES, TensorType
 from .common import choice, need_float, need_numeric, need_signed, per_output_cost, pointwise
 from .common import same_dtype
 from .common import afloat
@@ -45,7 +45,7 @@ def _any_dtype(ts: Sequence[TensorType], i: int, op: str) -> None:
 
 
 #: what an op accepts as input 0 -> the check infer runs. ``signed``: ``-x`` of
-#: an unsigned input would wrap around (256 - x for u8).
+#: an unsigned input would wrap around (256 - x for u8, 2**width - x for any).
 InputCheck = Callable[[Sequence[TensorType], int, str], None]
 _ACCEPTS: dict[str, InputCheck] = {
     "float": lambda ts, i, op: need_float(ts, i),
@@ -208,8 +208,13 @@ def _fmod(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 #: bits an integer dtype holds, and the ones a body can see: bodies compute in
 #: float64, exact for |values| < 2**53, so an i64 is read as a 54-bit two's
 #: complement number (the same bits, sign-extended, for every such value).
-_INT_BITS = {"i8": 8, "i16": 16, "i32": 32, "i64": 64, "u8": 8}
-_BODY_BITS = {"i8": 8, "i16": 16, "i32": 32, "i64": 54, "u8": 8}
+#: Every u8/u16/u32 value is exact in float64. A u64 body is like an i64 one:
+#: exact for values below 2**53 (larger ones are rounded when read); it sums
+#: over all 64 positions (no sign bit to place), which reads every float64
+#: value below 2**64 bit for bit and is exact wherever the values are.
+_INT_BITS = {"i8": 8, "i16": 16, "i32": 32, "i64": 64, "u8": 8, "u16": 16, "u32": 32, "u64": 64}
+_BODY_BITS = {"i8": 8, "i16": 16, "i32": 32, "i64": 54, "u8": 8, "u16": 16, "u32": 32, "u64": 64}
+assert set(_INT_BITS) == set(_BODY_BITS) == INT_DTYPES, "bit tables out of step with INT_DTYPES"
 _BIT = Iter("b")  # the bit-position iterator of the bitwise ops' Sum
 
 
@@ -222,7 +227,7 @@ def _bit_weight(dtype: str) -> Expr:
     """The value of bit ``b`` of ``dtype``: 2**b, but -2**(w-1) for a sign bit."""
     w = _BODY_BITS[dtype]
     p = call("pow", 2.0, _BIT)
-    return p if dtype.startswith("u") else p - call("eq", _BIT, float(w - 1)) * float(2 ** w)
+    return p if dtype in UNSIGNED_DTYPES else p - call("eq", _BIT, float(w - 1)) * float(2 ** w)
 
 
 def _bitwise(combine: Callable[[Expr, Expr], Expr]) -> Callable[[Expr, Expr, str], Expr]:
@@ -262,7 +267,7 @@ def _shift_right_body(x: Expr, y: Expr, dtype: str) -> Expr:
 def _wrap(v: Expr, dtype: str) -> Expr:
     """``v`` reduced to ``dtype``'s range modulo 2**width (exact for powers of two)."""
     w = float(2 ** _INT_BITS[dtype])
-    half = 0.0 if dtype.startswith("u") else w / 2
+    half = 0.0 if dtype in UNSIGNED_DTYPES else w / 2
     s = v + half
     return s - call("floor", s / w) * w - half
 

@@ -114,6 +114,18 @@ def test_not_and_bitwise_not_wrap_around() -> None:
     assert y[0] == np.iinfo(np.int64).max
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+def test_wide_unsigned_bitwise_not_shift_mod(dtype: Any) -> None:
+    mx = int(np.iinfo(dtype).max)
+    y, = check("BitwiseNot", {"x": np.array([0, 1, mx - 1, mx], dtype)})
+    assert y.tolist() == [mx, mx - 1, 1, 0]  # the dtype's max - x, exact even for u64
+    x, s = np.array([1, mx, 2**15, 7], dtype), np.array([3, 1, 15, 0], dtype)
+    for direction in ("LEFT", "RIGHT"):
+        check("BitShift", {"x": x, "y": s}, direction=direction)
+    check("BitwiseXor", {"a": np.array([[mx, 0, 12345]], dtype), "b": np.array([1, mx, 54321], dtype)})
+    check("Mod", {"x": np.array([7, mx, 0, 9], dtype), "y": np.array([3, 10, 5, mx], dtype)})
+
+
 @pytest.mark.parametrize("op", ["BitwiseAnd", "BitwiseOr", "BitwiseXor"])
 def test_bitwise_on_negative_and_unsigned(op: str) -> None:
     check(op, {"a": np.array([[-1, -128, 85], [7, 0, -86]], np.int16),

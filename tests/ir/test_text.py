@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -11,6 +13,7 @@ from tensoropt.errors import ParseError
 from tensoropt.fuzz.generate import exprs, graphs, random_expr, random_graph
 from tensoropt.ir.expr import Access, BinOp, Call, Const, Iter, IterDef, Scope, access, call, iters
 from tensoropt.ir.graph import Attrs, Graph, Node, Value
+from tensoropt.ir.io import load_graph, save_graph
 from tensoropt.ir.parser import parse_expr, parse_graph
 from tensoropt.ir.printer import print_expr, print_graph
 from tensoropt.ir.types import TensorType
@@ -244,7 +247,7 @@ def test_error_arity() -> None:
 
 def test_error_bad_dtype() -> None:
     assert _err("graph g(%x: f33[3]) { return %x }", graph=True) == (
-        "f.top:1:13: unknown dtype 'f33'; expected one of: f32, f64, f16, i64, i32, i16, i8, u8, bool"
+        "f.top:1:13: unknown dtype 'f33'; expected one of: f32, f64, f16, i64, i32, i16, i8, u8, u16, u32, u64, bool"
     )
 
 
@@ -264,3 +267,29 @@ def test_error_bad_escape() -> None:
 def test_error_default_filename() -> None:
     with pytest.raises(ParseError, match=r"^<string>:1:1: unexpected end of input; expected one of: 'L'$"):
         parse_expr("")
+
+
+U64_GRAPH = """\
+graph wide(%x: u64[n, 4], %h: u16[4]) {
+  const %mask: u64[4]
+  %m: u64[n, 4] = bitwise_and(%x, %mask)
+  %s: u64[n, 4] = shift_left(%m, %x)
+  %c: u32[4] = cast(%h) {to="u32"}
+  %y: u64[n, 4] = expr(%s) L[i:n, j:4] { %s[i, j] - 1.0 }
+  return %y, %c
+}
+"""
+
+
+def test_unsigned_graph_round_trip(tmp_path: Path) -> None:
+    g = parse_graph(U64_GRAPH)
+    assert g.inputs[0].type == TensorType("u64", ("n", 4)) and g.inputs[1].type.dtype == "u16"
+    assert print_graph(g) == U64_GRAPH
+    assert parse_graph(print_graph(g)) == g
+    # and on disk, weights included: a u64 above 2**63 survives exactly
+    mask = np.array([2**64 - 1, 2**63 + 1, 0, 255], np.uint64)
+    g = g.replace(weights={"mask": mask})
+    save_graph(g, tmp_path / "w.top")
+    back = load_graph(tmp_path / "w.top")
+    assert back.same_as(g) and back.weights["mask"].dtype == np.uint64
+    assert back.weights["mask"].tolist() == mask.tolist()

@@ -504,6 +504,58 @@ add("shift_left", [np.array([1, 255, 16, 7], np.uint8), np.array([3, 1, 4, 9], n
 add("shift_right", [np.array([1, 255, 16, 7], np.uint8), np.array([3, 1, 4, 9], np.uint8)],
     lambda xs: [_naive_shift(*xs, left=False)], "u8")
 
+
+def _naive_wrapping(fn: Callable[[int, int], int]) -> Ref:
+    """``fn`` on Python ints, elementwise with broadcasting, wrapped to input 0's width."""
+    def ref(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        a, b = np.broadcast_arrays(*xs)
+        mask = (1 << np.iinfo(xs[0].dtype).bits) - 1
+        vals = [fn(int(p), int(q)) & mask for p, q in zip(a.ravel().tolist(), b.ravel().tolist())]
+        return [np.array(vals, xs[0].dtype).reshape(a.shape)]
+
+    return ref
+
+
+# u16/u32/u64: torch has no add on them, so the references are Python ints. u64
+# values stay below 2**53 where the Expr (float64) test must be exact, except the
+# ones float64 holds exactly (2**63 + 2**40: the u64 bitwise body reads all 64 bits).
+for _dt in (np.uint16, np.uint32, np.uint64):
+    _mx = int(np.iinfo(_dt).max)
+    _hi = 2**63 + 2**40 if _dt == np.uint64 else _mx
+    _lbl = np.dtype(_dt).name.replace("uint", "u")
+    if _dt == np.uint64:  # wraps at 2**64 - 2**12 + 2**12, exact in float64
+        _a, _b = [[0, 1, 2**64 - 2**12, 2**52], [7, 2**52 + 1, 3, 9]], [5, 2**13, 2**12, 2**52]
+    else:
+        _a, _b = [[0, 1, _mx, 2**15], [7, _mx - 1, 3, 9]], [5, _mx, 1, 2**15]
+    add("add", [np.array(_a, _dt), np.array(_b, _dt)], _naive_wrapping(lambda p, q: p + q), f"{_lbl}-wraps")
+    add("bitwise_and", [np.array([[0, _hi, 0xF0F0, 12345], [_mx if _dt != np.uint64 else 2**52 + 3, 255, 1, 6]], _dt),
+                        np.array([_hi, 0x0FF0, 0xFFFF, 2**13 + 57], _dt)],
+        _naive_wrapping(lambda p, q: p & q), _lbl)
+    _bits = np.iinfo(_dt).bits
+    add("shift_left", [np.array([1, 3, 2**15 + 5, 7, 1, 9, 2**12 - 1, 0], _dt),
+                       np.array([_bits - 1, _bits - 1, 1, _bits, 0, _bits + 3, _bits - 8, 5], _dt)],
+        lambda xs: [_naive_shift(*xs, left=True)], _lbl)
+    add("shift_right", [np.array([_hi, 3, 2**15 + 5, 7], _dt), np.array([_bits - 1, 1, _bits, 0], _dt)],
+        lambda xs: [_naive_shift(*xs, left=False)], _lbl)
+
+# casts wrap modulo 2**width between integer dtypes (NumPy and ONNX Cast)
+_m_cast_i = np.array([-1, 0, 70000, -(2**40) - 3, 2**62 + 1], np.int64)
+
+
+def _naive_cast_unsigned(bits: int) -> Ref:
+    return lambda xs: [np.array([v % 2**bits for v in xs[0].tolist()], f"uint{bits}")]
+
+
+for _to in ("u16", "u32", "u64"):
+    add("cast", [_m_cast_i], _naive_cast_unsigned(int(_to[1:])), f"i64-to-{_to}", to=_to)
+_m_cast_u64 = np.array([0, 2**63, 2**64 - 1, 12345], np.uint64)
+add("cast", [_m_cast_u64], lambda xs: [np.array([v - 2**64 if v >= 2**63 else v for v in xs[0].tolist()],
+                                                 np.int64)], "u64-to-i64", to="i64")
+add("cast", [_m_cast_u64], lambda xs: [np.array([float(v) for v in xs[0].tolist()], np.float64)],
+    "u64-to-f64", to="f64")
+add("cast", [np.array([0.0, 1.0, 65535.0, 300.0], np.float32)],
+    lambda xs: [np.array([0, 1, 65535, 300], np.uint16)], "f32-to-u16", to="u16")
+
 _m_ties = np.round(rnd(3, 4, 5)).astype(np.float32)  # many ties
 add("argmax", [x34], torch1(lambda x: torch.argmax(x, 1)), "axis1", axis=1, keepdims=False)
 add("argmin", [rnd(2, 3, 4)], torch1(lambda x: torch.argmin(x, 0, keepdim=True)), "keep")

@@ -154,8 +154,8 @@ class _PickleRefused(Exception):
 def _no_pickles() -> Iterator[None]:
     """No arbitrary unpickling while a .pt2 archive loads.
 
-    ``torch.export.load`` reads pickled weights with ``torch.load(...,
-    weights_only=False)`` and custom or opaque constants with ``pickle``: a
+    ``torch.export.load`` reads pickled weights with torch's loader in its
+    ``weights_only=False`` mode and custom or opaque constants with ``pickle``: a
     crafted archive could run code. Here ``torch.load`` is forced to
     ``weights_only=True`` (tensors and plain containers only) and the other
     two unpicklers refuse, so an archive of ordinary weights loads and

@@ -38,12 +38,14 @@ def spatial_rank(cx: Ctx, what: str) -> int:
     return r
 
 
-def static_dims(cx: Ctx, i: int, axes: Sequence[int], why: str) -> list[int]:
-    """Input ``i``'s dims at ``axes`` as ints (other dims, e.g. a batch, may stay symbolic)."""
-    shape = cx.shape(i)
+def static_dims(cx: Ctx, i: int | str, axes: Sequence[int], why: str) -> list[int]:
+    """Dims at ``axes`` as ints (other dims, e.g. a batch, may stay symbolic) of
+    input ``i``, or of the builder tensor named ``i``."""
+    shape = cx.shape(i) if isinstance(i, int) else cx.b.type_of(i).shape
     dims = [shape[a] for a in axes]
     if not all(isinstance(d, int) for d in dims):
-        raise cx.unsupported(f"input {i} has shape {list(shape)}; {why} needs static dims {list(axes)}")
+        what = f"input {i}" if isinstance(i, int) else f"%{i}"
+        raise cx.unsupported(f"{what} has shape {list(shape)}; {why} needs static dims {list(axes)}")
     return [int(d) for d in dims]
 
 
@@ -54,6 +56,17 @@ def _ints_attr(cx: Ctx, name: str, n: int, default: int) -> list[int]:
     return v
 
 
+_AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+
+
+def _auto_pad(cx: Ctx) -> str:
+    """The node's ``auto_pad`` (empty means NOTSET); UnsupportedError for other values."""
+    auto = cx.attr_str("auto_pad", "NOTSET") or "NOTSET"
+    if auto not in _AUTO_PADS:
+        raise cx.unsupported(f"auto_pad={auto!r} (valid: {', '.join(_AUTO_PADS)})")
+    return auto
+
+
 def window_pads(cx: Ctx, kernel: Sequence[int], strides: Sequence[int], dil: Sequence[int]) -> list[int]:
     """Conv/pool pads (begins + ends) with ``auto_pad`` resolved against input 0.
 
@@ -61,13 +74,11 @@ def window_pads(cx: Ctx, kernel: Sequence[int], strides: Sequence[int], dil: Seq
     the beginning (LOWER), as ONNX specifies.
     """
     r = len(kernel)
-    auto = cx.attr_str("auto_pad", "NOTSET")
-    if auto in ("NOTSET", ""):
+    auto = _auto_pad(cx)
+    if auto == "NOTSET":
         return _ints_attr(cx, "pads", 2 * r, 0)
     if auto == "VALID":
         return [0] * (2 * r)
-    if auto not in ("SAME_UPPER", "SAME_LOWER"):
-        raise cx.unsupported(f"auto_pad={auto!r} (valid: NOTSET, VALID, SAME_UPPER, SAME_LOWER)")
     spatial = static_dims(cx, 0, range(2, 2 + r), f"auto_pad={auto}")
     begins, ends = [], []
     for d, k, s, dl in zip(spatial, kernel, strides, dil):
@@ -256,9 +267,7 @@ def _ct_pads(cx: Ctx, size: Sequence[int], kernel: Sequence[int], strides: Seque
     at the end, as ONNX's reference output shows.
     """
     r = len(kernel)
-    auto = cx.attr_str("auto_pad", "NOTSET") or "NOTSET"
-    if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
-        raise cx.unsupported(f"auto_pad={auto!r} (valid: NOTSET, VALID, SAME_UPPER, SAME_LOWER)")
+    auto = _auto_pad(cx)
     shape = cx.attr_ints("output_shape")
     if shape and len(shape) == r + 2:
         shape = shape[2:]  # some exporters write N and C too
@@ -542,15 +551,6 @@ def _guarded_softmax(cx: Ctx, logits: str, bias: str | None, const_bias: np.ndar
     return p if work == q_dtype else cx.op("cast", p, to=q_dtype)
 
 
-def _sizes(cx: Ctx, name: str, axes: Sequence[int], why: str) -> list[int]:
-    """Static dims of builder tensor ``name`` at ``axes``."""
-    shape = cx.b.type_of(name).shape
-    dims = [shape[a] for a in axes]
-    if not all(isinstance(d, int) for d in dims):
-        raise cx.unsupported(f"{why} needs static dims {list(axes)} of shape {list(shape)}")
-    return [int(d) for d in dims]
-
-
 def _check_attention(cx: Ctx) -> None:
     """Input combinations and attributes this converter refuses, before building anything."""
     if cx.has(4) != cx.has(5):
@@ -584,7 +584,7 @@ def _attention_kv(cx: Ctx, hq: int) -> tuple[str, str, int, int, list[Operand]]:
         v = cx.op("concat", cx.tensor(5), v, axis=2)
     present: list[Operand] = [T(cx.op("identity", x, out=slot)) if cx.out_name(slot) else None
                               for slot, x in ((1, k), (2, v))]
-    hk, t = _sizes(cx, k, [1, 2], "Attention")
+    hk, t = static_dims(cx, k, [1, 2], "Attention")
     if hq % hk:
         raise cx.error(f"q heads {hq} are not a multiple of kv heads {hk}")
     return _repeat_heads(cx, k, hq // hk), _repeat_heads(cx, v, hq // hk), past, t, present
@@ -596,7 +596,7 @@ def _attention(cx: Ctx) -> list[Operand]:
     dt = cx.type(0)
     qh = cx.attr("q_num_heads")
     q = _heads_4d(cx, 0, qh if isinstance(qh, int) else None, "Q")
-    hq, sq, d = _sizes(cx, q, [1, 2, 3], "Attention")
+    hq, sq, d = static_dims(cx, q, [1, 2, 3], "Attention")
     k, v, past, t, present = _attention_kv(cx, hq)
     scale = cx.attr("scale")
     s = math.sqrt(float(scale) if scale is not None else 1 / math.sqrt(d))  # type: ignore[arg-type]

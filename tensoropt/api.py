@@ -54,6 +54,9 @@ def load(path: str | os.PathLike[str]) -> Graph:
     if not p.exists():
         raise InputFileError(f"{p}: no such file")
     if p.is_dir():
+        if (p / "manifest.json").is_file():
+            raise InputFileError(f"{p}: is a compiled artifact; run it with `tensoropt run` "
+                                 "or load it with tensoropt.load")
         raise InputFileError(f"{p}: is a directory, expected a model file")
     reader = READERS.get(p.suffix.lower())
     if reader is None:
@@ -104,10 +107,11 @@ def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray], *, dtype: str | Non
     return run_graph(graph, inputs, dtype=dtype)
 
 
-def symbols_of(graph: Graph) -> list[str]:
-    """Symbolic dims of the graph inputs, in order of first appearance."""
+def symbols_of(graph: Graph | Sequence[Any]) -> list[str]:
+    """Symbolic dims of the graph inputs (or of a sequence of input Values), in order of first appearance."""
+    values = graph.inputs if isinstance(graph, Graph) else graph
     seen: dict[str, None] = {}
-    for v in graph.inputs:
+    for v in values:
         for d in v.type.shape:
             if isinstance(d, str):
                 seen.setdefault(d, None)
@@ -116,19 +120,22 @@ def symbols_of(graph: Graph) -> list[str]:
 
 def random_inputs(graph: Graph, *, seed: int = 0, bindings: Mapping[str, int] | None = None,
                   default_dim: int = 4) -> dict[str, np.ndarray]:
-    """Seeded random inputs for every graph input.
+    """Seeded random inputs for every graph input (see :func:`random_values`)."""
+    return random_values(graph.inputs, seed=seed, bindings=bindings, default_dim=default_dim)
+
+
+def random_values(values: Sequence[Any], *, seed: int = 0, bindings: Mapping[str, int] | None = None,
+                  default_dim: int = 4) -> dict[str, np.ndarray]:
+    """Seeded random arrays for input Values (a graph's, or a compiled model's).
 
     Floats are standard normal; integers are in ``[0, 2)`` so that they are
     valid indices for gather/embedding on any non-empty axis; bools are fair
     coins. Unbound symbolic dims take ``default_dim``.
     """
     rng = np.random.default_rng(seed)
-    binds = {s: default_dim for s in symbols_of(graph)}
+    binds = {s: default_dim for s in symbols_of(values)}
     binds.update(bindings or {})
-    out = {}
-    for v in graph.inputs:
-        out[v.name] = _random_array(v.type, binds, rng)
-    return out
+    return {v.name: _random_array(v.type, binds, rng) for v in values}
 
 
 def _random_array(t: TensorType, binds: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:

@@ -244,13 +244,15 @@ _EXAMPLES = {
     "passes": "tensoropt passes --json",
     "ops": "tensoropt ops",
     "demo": "tensoropt demo",
+    "compile": "tensoropt compile examples/conv_block.top -o conv_block.tvm && tensoropt run conv_block.tvm --bind batch=2",
+    "run": "tensoropt run conv_block.tvm --inputs in.npz -o out.npz",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tensoropt",
-        description="tensoropt: a tensor program optimizer (ONNX/PyTorch/text IR in, passes, reference interpreter, ONNX out).",
+        description="tensoropt: a tensor program optimizer (ONNX/PyTorch/text IR in, passes, reference interpreter, TVM-compiled code and ONNX out).",
         epilog="example: " + _EXAMPLES["opt"],
     )
     p.add_argument("--version", action="version", version=f"tensoropt {_version()}")
@@ -295,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("passes", cmd_passes, "list the passes and their options")
     add("ops", cmd_ops, "list the registered ops")
+
+    from .cli_compile import add_commands
+
+    add_commands(add, model_help)
 
     s = add("demo", cmd_demo, "run the bundled example end to end and print a report")
     s.add_argument("file", nargs="?", default=None, help="example to use (default: the bundled conv block)")

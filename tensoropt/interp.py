@@ -39,7 +39,7 @@ import scipy.special
 
 from .errors import EvalError, TensoroptError
 from .ir.expr import FUNCTIONS, Access, BinOp, Call, Const, Expr, Iter, IterDef, Scope, free_iters
-from .ir.graph import Graph, Node, weight_mismatch
+from .ir.graph import Graph, Node, Value, weight_mismatch
 from .ir.types import DTYPES, FLOAT_DTYPES, UNSIGNED_DTYPES, TensorType
 
 __all__ = [
@@ -647,20 +647,27 @@ def _evaluate_node(
 def _bind_inputs(
     graph: Graph, inputs: Mapping[str, np.ndarray], f64: bool
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Check ``inputs`` against the graph's signature and bind its symbols.
+    return bind_inputs(graph.inputs, inputs, graph.name, f64=f64)
+
+
+def bind_inputs(
+    declared_inputs: Sequence[Value], inputs: Mapping[str, np.ndarray], graph_name: str, *, f64: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Check ``inputs`` against the declared input values and bind their symbols.
 
     In f64 mode a floating input may be given in any float dtype (it is cast
-    to float64); otherwise dtypes must match exactly.
+    to float64); otherwise dtypes must match exactly. Errors are
+    :class:`EvalError` naming the input, what was expected and what came.
     """
-    declared = {v.name: v for v in graph.inputs}
+    declared = {v.name: v for v in declared_inputs}
     extra = sorted(set(inputs) - set(declared))
     if extra:
         names = ", ".join(f"%{n}" for n in declared) or "none"
-        raise EvalError(f"unknown input %{extra[0]}; graph {graph.name} takes {names}")
+        raise EvalError(f"unknown input %{extra[0]}; graph {graph_name} takes {names}")
     symbols: dict[str, int] = {}
     bound_by: dict[str, str] = {}
     values: dict[str, np.ndarray] = {}
-    for v in graph.inputs:
+    for v in declared_inputs:
         if v.name not in inputs:
             raise EvalError(f"missing input %{v.name} (expected {v.type})")
         x = np.asarray(inputs[v.name])

@@ -1,0 +1,130 @@
+"""CLI commands around compiled models: ``compile``, ``run`` (and the progress display).
+
+Same contract as :mod:`tensoropt.cli`: bad input is one line and exit 2; the
+artifact directory is written atomically; ``--json`` prints one JSON object
+and no progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import InputFileError
+
+STAGE_TEXT = {"lower": "lowering nodes", "schedule": "scheduling kernels", "compile": "building library"}
+
+
+@contextlib.contextmanager
+def build_progress(enabled: bool) -> Iterator[Callable[[str, int, int, str], None] | None]:
+    """A ``progress(stage, done, total, item)`` callback drawing rich bars on stderr (None if disabled)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.fields[item]}"), console=console,
+                  transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int, item: str) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(STAGE_TEXT.get(stage, stage), total=total, item="")
+            bar.update(tasks[stage], completed=done, total=total, item=item)
+
+        yield progress
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .compiler import compile as compile_model
+
+    out = Path(args.output)
+    if out.exists() and not (out / "manifest.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise InputFileError(f"-o {out}: exists and is not a tensoropt artifact; not overwriting it")
+    t0 = time.perf_counter()
+    with build_progress(not args.json and sys.stderr.isatty()) as progress:
+        model = compile_model(args.file, pipeline=args.pipeline, target=args.target, progress=progress)
+    model.save(out)
+    seconds = time.perf_counter() - t0
+    m = model.manifest
+    if args.json:
+        print(json.dumps({"artifact": str(out), "seconds": round(seconds, 3), "target": args.target,
+                          "inputs": m["inputs"], "outputs": m["outputs"], "kernels": m["kernels"],
+                          "build_seconds": m["build_seconds"]}, indent=2))
+        return 0
+    from rich.console import Console
+
+    c = Console(highlight=False, markup=False)
+    rules: dict[str, int] = {}
+    for r in m["kernels"].values():
+        rules[r] = rules.get(r, 0) + 1
+    ins = ", ".join(f"{d['name']}: {d['dtype']}[{', '.join(map(str, d['shape']))}]" for d in m["inputs"])
+    c.print(f"compiled {args.file} for {args.target} in {seconds:.2f} s -> {out}/")
+    c.print(f"  inputs: {ins}")
+    c.print(f"  {len(m['kernels'])} kernels: " + ", ".join(f"{n} {r}" for r, n in sorted(rules.items())))
+    c.print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in m["build_seconds"].items()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import api
+    from .compiler import load_compiled
+
+    model = load_compiled(args.artifact)
+    if args.inputs:
+        from .ir.io import read_npz
+
+        inputs = read_npz(Path(args.inputs), what="inputs")
+    else:
+        from .cli import _parse_bindings
+
+        binds = _parse_bindings(args.bind)
+        inputs = api.random_values(model.inputs, seed=args.seed, bindings=binds)
+    t0 = time.perf_counter()
+    outputs = model.run(inputs)
+    ms = (time.perf_counter() - t0) * 1e3
+    if args.output:
+        from .cli import _check_output_path
+
+        api.write_npz(_check_output_path(args.output, (".npz",)), outputs)
+    rows = api.summarize(outputs)
+    if args.json:
+        print(json.dumps({"artifact": str(args.artifact), "ms": round(ms, 3), "outputs": rows,
+                          "written": args.output}, indent=2, default=str))
+        return 0
+    from .cli import _console, _table
+
+    c = _console()
+    c.print(_table(f"{model.name} ({model.target}, {ms:.2f} ms)", list(rows[0]) if rows else ["name"],
+                   [list(r.values()) for r in rows]))
+    if args.output:
+        c.print(f"wrote {args.output}")
+    return 0
+
+
+def add_commands(add: Callable[..., argparse.ArgumentParser], model_help: str) -> None:
+    """Register ``compile`` and ``run`` with the CLI's ``add`` helper."""
+    s = add("compile", cmd_compile, "compile a model with TVM into an artifact directory")
+    s.add_argument("file", help=model_help)
+    s.add_argument("-o", "--output", required=True, metavar="DIR", help="artifact directory to write")
+    s.add_argument("-p", "--pipeline", default=None, help="passes to run first (as for `tensoropt opt`)")
+    s.add_argument("--target", choices=("llvm", "cuda"), default="llvm",
+                   help="llvm: this CPU (its features and cores); cuda: NVIDIA GPUs (builds without one)")
+
+    s = add("run", cmd_run, "run a compiled artifact on inputs")
+    s.add_argument("artifact", metavar="DIR", help="directory written by `tensoropt compile`")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--inputs", metavar="IN.npz", help="input arrays by input name")
+    src.add_argument("--random", action="store_true", help="seeded random inputs (the default)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--bind", action="append", default=[], metavar="SYM=N",
+                   help="size of a symbolic dim for random inputs (default 4)")
+    s.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs here")

@@ -1,0 +1,156 @@
+"""A tensoropt Graph as a Relax IRModule: one ``call_tir`` per node.
+
+Invariants of the module built here:
+
+- ``main`` takes the graph inputs, then the constants (weights), in graph
+  order, and returns the outputs (a tuple when there are several, a single
+  tensor otherwise). Weights stay parameters, not embedded constants: the
+  library stays small and the artifact keeps them in ``weights.npz``.
+- every symbolic dim is one int64 ``tirx.Var`` shared by every tensor that
+  uses it, so a dynamic dim compiles once;
+- a node lowers through its op's TE lowering in ``te_ops.LOWERINGS`` when it
+  has one (ops without an Expr, multi-output ops), else through the generic
+  :class:`ExprLowerer` on its Expr (``expr`` nodes on ``node.expr``). The
+  PrimFunc is named after the op, so profiles and progress read naturally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from tvm import relax, te, tirx
+
+from ..errors import TensoroptError, UnsupportedError
+from ..ir.graph import Graph, Node
+from ..ir.types import FLOAT_DTYPES, TensorType
+from .lower_expr import ExprLowerer, cast_to, i64
+
+#: IR dtype -> TVM dtype string.
+TVM_DTYPES: dict[str, str] = {
+    "f32": "float32", "f64": "float64", "f16": "float16",
+    "i64": "int64", "i32": "int32", "i16": "int16", "i8": "int8",
+    "u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64",
+    "bool": "bool",
+}
+
+
+def compute_dtype(t: TensorType) -> str:
+    """The dtype a node's Expr computes in (the interpreter's rule: f16 in f32, ints in f64)."""
+    if t.dtype in FLOAT_DTYPES:
+        return "float32" if t.dtype == "f16" else TVM_DTYPES[t.dtype]
+    return "float64"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The calling convention of ``main``: graph inputs, then ``weights``, in this order."""
+
+    inputs: tuple[str, ...]
+    weights: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def graph_symbols(graph: Graph) -> dict[str, tirx.Var]:
+    """One int64 ``tirx.Var`` per symbolic dim of the graph's inputs."""
+    names: dict[str, None] = {}
+    for v in graph.inputs:
+        for d in v.type.shape:
+            if isinstance(d, str):
+                names.setdefault(d, None)
+    return {n: tirx.Var(n, "int64") for n in names}
+
+
+def tvm_shape(t: TensorType, symbols: dict[str, tirx.Var]) -> list[tirx.PrimExpr]:
+    out = []
+    for d in t.shape:
+        if isinstance(d, str):
+            if d not in symbols:
+                raise UnsupportedError(f"dim {d!r} is not a dim of any graph input")
+            out.append(symbols[d])
+        else:
+            out.append(i64(d))
+    return out
+
+
+def _struct(t: TensorType, symbols: dict[str, tirx.Var]) -> relax.TensorType:
+    return relax.TensorType(tvm_shape(t, symbols), TVM_DTYPES[t.dtype])
+
+
+def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
+                  registry: dict) -> Callable[..., list[te.Tensor]]:
+    """A TE function of the node's input tensors returning one tensor per output."""
+    from .te_ops import LOWERINGS
+
+    out_types = [v.type for v in node.outputs]
+    out_dtypes = [TVM_DTYPES[t.dtype] for t in out_types]
+    name = node.op
+    if node.op in LOWERINGS:
+        rules = registry[node.op]
+        attrs = rules.with_defaults(node.attrs)
+        shapes = [tuple(tvm_shape(t, symbols)) for t in out_types]
+        fn = LOWERINGS[node.op]
+        return lambda *xs: list(fn(list(xs), shapes, out_dtypes, attrs))
+    if node.op == "expr":
+        scope = node.expr
+    else:
+        rules = registry[node.op]
+        in_types = [graph.type_of(i) for i in node.inputs]
+        scope = rules.expr(list(node.inputs), in_types, rules.with_defaults(node.attrs))
+    if scope is None or len(node.outputs) != 1:
+        raise UnsupportedError(f"{node.label}: op {node.op} has no TVM lowering")
+    inputs = list(node.inputs)
+    cdt = compute_dtype(out_types[0])
+
+    def lower(*xs: te.Tensor) -> list[te.Tensor]:
+        lowerer = ExprLowerer(dict(zip(inputs, xs)), symbols, cdt, name)
+        value = lowerer.lower(scope, name=f"{name}_value" if cdt != out_dtypes[0] else name)
+        return [cast_to(value, out_dtypes[0], name)]
+
+    return lower
+
+
+def to_relax(graph: Graph, registry: dict | None = None,
+             on_node: Callable[[Node], None] | None = None) -> tuple[object, Signature]:
+    """The Relax IRModule computing ``graph`` and its :class:`Signature`.
+
+    Raises :class:`UnsupportedError` naming the node when an op cannot be
+    lowered. ``on_node`` is called before each node (progress).
+    """
+    if registry is None:
+        from .. import ops  # noqa: F401  (registers every op)
+        from ..ops.registry import REGISTRY as registry  # noqa: N811
+    symbols = graph_symbols(graph)
+    values = graph.inputs + graph.constants
+    params = [relax.Var(v.name, _struct(v.type, symbols)) for v in values]
+    env: dict[str, relax.Expr] = {v.name: p for v, p in zip(values, params)}
+    bb = relax.BlockBuilder()
+    with bb.function("main", params):
+        with bb.dataflow():
+            for node in graph.nodes:
+                if on_node is not None:
+                    on_node(node)
+                fn = node_lowering(graph, node, symbols, registry)
+                args = [env[i] for i in node.inputs]
+                try:
+                    call = bb.emit_te(fn, *args, primfunc_name_hint=node.op)
+                except TensoroptError as e:
+                    raise type(e)(f"{node.label}: {e}") from None
+                except Exception as e:  # TVM's own errors: name the node, keep one line
+                    first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                    raise UnsupportedError(f"{node.label}: cannot lower {node.op} to TVM: {first}") from None
+                if len(node.outputs) == 1:
+                    env[node.outputs[0].name] = call
+                else:
+                    for k, v in enumerate(node.outputs):
+                        env[v.name] = bb.emit(relax.TupleGetItem(call, k))
+            outs = [env[o] for o in graph.outputs]
+            result = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+        bb.emit_func_output(result)
+    sig = Signature(tuple(v.name for v in graph.inputs), tuple(v.name for v in graph.constants),
+                    tuple(graph.outputs))
+    return bb.get(), sig
+
+
+def symbol_names(graph: Graph) -> Sequence[str]:
+    return tuple(graph_symbols(graph))

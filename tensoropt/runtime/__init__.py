@@ -1,0 +1,1 @@
+"""Compiled artifacts: the directory format (``artifact``) and the callable model (``model``)."""

@@ -41,18 +41,18 @@ from typing import Any, Callable
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-PEERS = ("tensoropt", "tvm-relax")
+PEERS = ("tensoropt", "tensoropt-compiled", "tvm-relax")
 STATUSES = ("pass", "folded", "wrong", "unsupported", "error", "timeout", "crash")
 
 
 # -- the peers: each takes a case and returns its outputs (or raises) --------------------
 
 
-def _run_tensoropt(model: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+def _run_tensoropt(model: Any, inputs: list[np.ndarray], mode: str = "eval") -> tuple[list[np.ndarray], bool]:
     """Outputs, and whether the imported graph was empty (all folded at import)."""
     import tensoropt.backend as backend
 
-    rep = backend.prepare(model)
+    rep = backend.prepare(model, mode=mode)
     outs = list(rep.run(inputs))
     return outs, rep.last_graph is not None and not rep.last_graph.nodes
 
@@ -79,12 +79,14 @@ def _flatten_tvm(out: Any) -> list[np.ndarray]:
 
 
 RUNNERS: dict[str, Callable[[Any, list[np.ndarray]], tuple[list[np.ndarray], bool]]] = {
-    "tensoropt": _run_tensoropt, "tvm-relax": _run_tvm,
+    "tensoropt": _run_tensoropt,
+    "tensoropt-compiled": lambda model, inputs: _run_tensoropt(model, inputs, mode="compiled"),
+    "tvm-relax": _run_tvm,
 }
 
 
 def _is_unsupported(peer: str, e: BaseException) -> bool:
-    if peer == "tensoropt":
+    if peer.startswith("tensoropt"):
         from tensoropt.errors import UnknownOpError, UnsupportedError
 
         return isinstance(e, (UnsupportedError, UnknownOpError))

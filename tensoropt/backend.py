@@ -6,9 +6,11 @@
     outputs = backend.run_node(node, [x, y])
 
 ``mode="eval"`` runs the reference interpreter (float32 in, float32 out, the
-model's own dtypes throughout). This is what ``onnx.backend.test`` and
-``benchmarks/onnx_conformance.py`` drive, so ONNX's own conformance cases check
-the importer and the interpreter together.
+model's own dtypes throughout). ``mode="compiled"`` compiles the imported
+graph with TVM (:mod:`tensoropt.codegen`, host CPU) on first run and runs the
+compiled code. ``onnx.backend.test`` and ``benchmarks/onnx_conformance.py``
+drive either, so ONNX's own conformance cases check the importer with the
+interpreter, and the importer with codegen.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from onnx.backend.base import Backend, BackendRep
 from .errors import EvalError, NeedsInputValueError, UnsupportedError
 from .ir.graph import Graph
 
-#: execution modes: the reference interpreter now; codegen adds "compiled".
-MODES = ("eval",)
+#: execution modes: the reference interpreter, or TVM-compiled code.
+MODES = ("eval", "compiled")
 DEVICES = ("CPU",)
 
 
@@ -48,6 +50,7 @@ class TensoroptRep(BackendRep):
         self.needs = needs
         self.last_graph = graph
         self._specialized: dict[bytes, Graph] = {}
+        self._compiled: dict[int, tuple[Graph, Any]] = {}  # id(graph) -> (graph, CompiledModel)
         inits = {t.name for t in model.graph.initializer}
         self.input_names = [v.name for v in model.graph.input if v.name not in inits]
         self._overridable = [v.name for v in model.graph.input if v.name in inits]
@@ -73,8 +76,22 @@ class TensoroptRep(BackendRep):
             feeds = {n: np.asarray(x) for n, x in zip(names, seq)}
         graph = self.graph or self._specialize(feeds)
         self.last_graph = graph
-        out = run_graph(graph, {v.name: feeds[v.name] for v in graph.inputs if v.name in feeds})
+        feeds = {v.name: feeds[v.name] for v in graph.inputs if v.name in feeds}
+        if self.mode == "compiled":
+            out = self._compiled_model(graph).run(feeds)
+        else:
+            out = run_graph(graph, feeds)
         return tuple(out[n] for n in graph.outputs)
+
+    def _compiled_model(self, graph: Graph) -> Any:
+        """The graph compiled once (keyed by identity: specialized graphs share structure, not weights)."""
+        hit = self._compiled.get(id(graph))
+        if hit is None:
+            from .compiler import compile as compile_graph
+
+            hit = (graph, compile_graph(graph))
+            self._compiled[id(graph)] = hit
+        return hit[1]
 
     def _specialize(self, feeds: Mapping[str, np.ndarray]) -> Graph:
         from .frontends.onnx import from_onnx

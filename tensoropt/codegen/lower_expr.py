@@ -95,7 +95,7 @@ FUNCTIONS: dict[str, Callable[..., tirx.PrimExpr]] = {
     "max": tirx.max,
     "min": tirx.min,
     "pow": tirx.power,
-    "fmod": tirx.fmod,
+    "fmod": lambda a, b: a - tirx.trunc(a / b) * b,  # LLVM codegen has no tirx.fmod
     "lt": _cmp(lambda a, b: a < b),
     "le": _cmp(lambda a, b: a <= b),
     "gt": _cmp(lambda a, b: a > b),
@@ -382,7 +382,23 @@ def cast_to(value: te.Tensor, dtype: str, name: str) -> te.Tensor:
         if dtype == "bool":
             return v != tirx.const(0, str(value.dtype))
         if dtype.startswith("uint") and str(value.dtype).startswith("float"):
-            return tirx.Cast(dtype, tirx.Cast(I64, v))
+            return _wrap_unsigned(v, dtype, str(value.dtype))
         return tirx.Cast(dtype, v)
 
     return te.compute(value.shape, fn, name=name)
+
+
+def _wrap_unsigned(v: tirx.PrimExpr, dtype: str, src: str) -> tirx.PrimExpr:
+    """A whole float as an unsigned integer modulo 2**width (``interp._to_unsigned``).
+
+    The remainder by the power of two is exact; a negative one goes through
+    int64 (whose cast wraps); one below -2**63 (u64 only) is moved up by
+    2**64 first. Non-finite values give 0.
+    """
+    bits = int(dtype[4:])
+    w = tirx.const(float(2 ** bits), src)
+    zero = tirx.const(0.0, src)
+    finite = tirx.Select(tirx.isfinite(v), v, zero)
+    r = finite - tirx.trunc(finite / w) * w
+    r = tirx.Select(r < tirx.const(-(2.0 ** 63), src), r + w, r)
+    return tirx.Select(r < zero, tirx.Cast(dtype, tirx.Cast(I64, r)), tirx.Cast(dtype, r))

@@ -97,8 +97,21 @@ def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
         rules = registry[node.op]
         in_types = [graph.type_of(i) for i in node.inputs]
         scope = rules.expr(list(node.inputs), in_types, rules.with_defaults(node.attrs))
+    if scope is None:
+        from .te_tables import FALLBACKS, GENERIC_FALLBACKS
+
+        in_types = [graph.type_of(i) for i in node.inputs]
+        attrs = registry[node.op].with_defaults(node.attrs)
+        shapes = [tuple(tvm_shape(t, symbols)) for t in out_types]
+        tried = ([FALLBACKS[node.op]] if node.op in FALLBACKS else []) + list(GENERIC_FALLBACKS)
+        for fb in tried:
+            got = fb(in_types, out_types, out_dtypes, shapes, attrs)
+            if got is not None:
+                tables, fn = got
+                fn.tables = tables  # type: ignore[attr-defined]  # passed as constants by to_relax
+                return fn
     if scope is None or len(node.outputs) != 1:
-        raise UnsupportedError(f"{node.label}: op {node.op} has no TVM lowering")
+        raise UnsupportedError(f"{node.label}: op {node.op} has no TVM lowering for these attributes")
     inputs = list(node.inputs)
     cdt = compute_dtype(out_types[0])
 
@@ -132,6 +145,7 @@ def to_relax(graph: Graph, registry: dict | None = None,
                     on_node(node)
                 fn = node_lowering(graph, node, symbols, registry)
                 args = [env[i] for i in node.inputs]
+                args += [relax.const(t) for t in getattr(fn, "tables", ())]
                 try:
                     call = bb.emit_te(fn, *args, primfunc_name_hint=node.op)
                 except TensoroptError as e:

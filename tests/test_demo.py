@@ -1,15 +1,29 @@
-"""`make demo` runs the bundled example end to end; its report is sound and
-shows every cleanup pass doing real work on the conv block."""
+"""`make demo` runs the bundled example end to end: import, passes, TVM
+compile, and a side-by-side run with onnxruntime. Its report is sound, and on
+the conv block every cleanup pass does real work."""
 
 from __future__ import annotations
 
 import json
 
-from tensoropt.demo import run_demo
+from tensoropt.demo import EXAMPLES, run_demo
+
+
+def test_demo_default_compiles_and_matches_onnxruntime(capsys) -> None:
+    assert run_demo(as_json=True) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["example"].endswith("small_cnn.onnx")
+    assert r["max_rel_diff"] < 1e-5
+    sides = {s["side"]: s for s in r["compiled"]["sides"]}
+    assert set(sides) == {"tensoropt (TVM, compiled)", "onnxruntime", "tensoropt interpreter"}
+    assert sides["tensoropt (TVM, compiled)"]["max_rel_diff"] < 1e-4
+    assert sides["onnxruntime"]["max_rel_diff"] < 1e-4
+    assert all(s["median_ms"] > 0 for s in sides.values())
+    assert r["compiled"]["kernels"] > 0
 
 
 def test_demo_report(capsys) -> None:
-    assert run_demo(as_json=True) == 0
+    assert run_demo(str(EXAMPLES / "conv_block.top"), as_json=True) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["max_rel_diff"] < 1e-5
     by_pass = {p["pass"]: p for p in r["passes"]}
@@ -23,7 +37,8 @@ def test_demo_report(capsys) -> None:
 
 
 def test_demo_text_report(capsys) -> None:
-    assert run_demo() == 0
+    assert run_demo(str(EXAMPLES / "conv_block.top")) == 0
     out = capsys.readouterr().out
     assert "soundness" in out and "sound" in out and "MISMATCH" not in out
     assert "optimized graph" in out
+    assert "compiled with TVM" in out and "onnxruntime" in out

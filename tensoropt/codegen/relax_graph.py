@@ -96,7 +96,8 @@ def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
     else:
         rules = registry[node.op]
         in_types = [graph.type_of(i) for i in node.inputs]
-        scope = rules.expr(list(node.inputs), in_types, rules.with_defaults(node.attrs))
+        scope = (rules.expr(list(node.inputs), in_types, rules.with_defaults(node.attrs))
+                 if rules.expr is not None else None)
     if scope is None:
         from .te_tables import FALLBACKS, GENERIC_FALLBACKS
 

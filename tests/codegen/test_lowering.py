@@ -92,3 +92,17 @@ def _run_one(model, g: Graph, k: int) -> list[np.ndarray]:
         _RESULTS[0] = model.run(all_feeds)
     out = _RESULTS[0]
     return [out[name] for name in g.outputs if name.startswith(f"c{k}_y")]
+
+
+def test_an_op_without_lowering_is_named_with_its_node() -> None:
+    from dataclasses import replace
+
+    from tensoropt.errors import UnsupportedError
+    from tensoropt.ops import REGISTRY
+
+    registry = dict(REGISTRY)
+    registry["relu"] = replace(REGISTRY["relu"], expr=None)  # as a new op without an Expr would be
+    x = Value("x", TensorType("f32", (2, 3)))
+    g = Graph("g", (x,), (), (Node("relu", ("x",), (Value("y", x.type),)),), ("y",))
+    with pytest.raises(UnsupportedError, match=r"relu node %y: op relu has no TVM lowering"):
+        to_relax(g, registry=registry)

@@ -13,6 +13,7 @@ Steps (each reported to ``progress`` as it happens):
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -23,6 +24,8 @@ from tvm import relax
 from ..errors import TensoroptError
 from ..ir.graph import Graph
 from .relax_graph import Signature, to_relax
+
+log = logging.getLogger(__name__)
 
 #: target names a user may give, and what they mean.
 TARGETS = ("llvm", "cuda")
@@ -58,6 +61,11 @@ class Built:
     seconds: Mapping[str, float] = field(default_factory=dict)
 
 
+def _first_line(e: BaseException) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
 def plain(obj: Any) -> Any:
     """TVM containers (Array, Map, String, IntImm) as plain JSON-able Python values."""
     if isinstance(obj, (str, bool, int, float)) or obj is None:
@@ -84,24 +92,26 @@ def fuse(mod: tvm.IRModule) -> tvm.IRModule:
 
 def schedule_kernels(mod: tvm.IRModule, target: tvm.target.Target,
                      progress: Progress | None = None) -> tuple[tvm.IRModule, dict[str, str]]:
-    """Schedule every PrimFunc, one at a time (so progress can name each kernel)."""
-    from .schedule import schedule_module
+    """Schedule every PrimFunc, one at a time (so progress can name each kernel).
 
-    names = [gv for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+    Returns the module and kernel name -> rule label. CUDA goes through
+    dlight's GPU rules in one call.
+    """
+    from .schedule import last_report, schedule_module, schedule_prim_func
+
+    if target.kind.name == "cuda":
+        out = schedule_module(mod, target)
+        return out, dict(last_report)
+    funcs = dict(mod.functions_items())
+    items = [(gv, f) for gv, f in funcs.items() if isinstance(f, tvm.tirx.PrimFunc)]
     rules: dict[str, str] = {}
-    out = mod
-    for k, gv in enumerate(names):
+    for k, (gv, func) in enumerate(items):
         if progress is not None:
-            progress("schedule", k, len(names), gv.name_hint)
-        one = tvm.IRModule({gv: mod[gv]})
-        scheduled = schedule_module(one, target)
-        out[gv] = scheduled[gv.name_hint]
-        from .schedule import last_rules
-
-        rules.update(last_rules())
+            progress("schedule", k, len(items), gv.name_hint)
+        funcs[gv], rules[gv.name_hint] = schedule_prim_func(func, target)
     if progress is not None:
-        progress("schedule", len(names), len(names), "")
-    return out, rules
+        progress("schedule", len(items), len(items), "")
+    return tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos), rules
 
 
 def build(graph: Graph, target: str = "llvm", progress: Progress | None = None) -> Built:
@@ -122,12 +132,19 @@ def build(graph: Graph, target: str = "llvm", progress: Progress | None = None) 
     mod = fuse(mod)
     seconds["lower"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mod, rules = schedule_kernels(mod, tgt, progress)
+    scheduled, rules = schedule_kernels(mod, tgt, progress)
     seconds["schedule"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if progress is not None:
         progress("compile", 0, 1, target)
-    ex = tvm.compile(mod, target=tgt)
+    try:
+        ex = tvm.compile(scheduled, target=tgt)
+    except Exception as e:  # a schedule that applied but does not build: keep going without it
+        if target == "cuda":
+            raise TensoroptError(f"the CUDA build failed: {_first_line(e)}") from None
+        log.warning("build of the scheduled module failed (%s); building unscheduled kernels", _first_line(e))
+        rules = {k: "none (schedule failed to build)" for k in rules}
+        ex = tvm.compile(mod, target=tgt)
     if progress is not None:
         progress("compile", 1, 1, target)
     seconds["compile"] = time.perf_counter() - t0

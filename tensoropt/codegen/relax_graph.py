@@ -9,8 +9,10 @@ Invariants of the module built here:
 - every symbolic dim is one int64 ``tirx.Var`` shared by every tensor that
   uses it, so a dynamic dim compiles once;
 - a node lowers through its op's TE lowering in ``te_ops.LOWERINGS`` when it
-  has one (ops without an Expr, multi-output ops), else through the generic
-  :class:`ExprLowerer` on its Expr (``expr`` nodes on ``node.expr``). The
+  has one (ops without an Expr, multi-output ops), through ``te_fast.FAST``
+  where a specialised form measured faster (conv2d), else through the generic
+  :class:`ExprLowerer` on its Expr (``expr`` nodes on ``node.expr``), and for
+  attribute cases an Expr cannot state, through ``te_tables``. The
   PrimFunc is named after the op, so profiles and progress read naturally.
 """
 
@@ -25,6 +27,7 @@ from ..errors import TensoroptError, UnsupportedError
 from ..ir.graph import Graph, Node
 from ..ir.types import FLOAT_DTYPES, TensorType
 from .lower_expr import ExprLowerer, cast_to, i64
+from .te_fast import FAST
 
 #: IR dtype -> TVM dtype string.
 TVM_DTYPES: dict[str, str] = {
@@ -91,6 +94,11 @@ def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
         shapes = [tuple(tvm_shape(t, symbols)) for t in out_types]
         fn = LOWERINGS[node.op]
         return lambda *xs: list(fn(list(xs), shapes, out_dtypes, attrs))
+    if node.op in FAST:
+        fast = FAST[node.op]([graph.type_of(i) for i in node.inputs], out_types,
+                             registry[node.op].with_defaults(node.attrs))
+        if fast is not None:
+            return fast
     if node.op == "expr":
         scope = node.expr
     else:

@@ -1,0 +1,135 @@
+"""conv2d (NCHW / OIHW) TE formulations that the GEMM rule schedules well.
+
+`conv2d_te(..., form="auto")` picks, per shape, the formulation that measured
+fastest here (benchmarks/gemm_speed.py):
+  * "direct": pad stage + `out[n,f,y,x] = sum_{c,r,s} P[n,c,y*sh+r*dh,x*sw+s*dw] * W[f,c,r,s]`.
+    The GEMM rule vectorises x and register-blocks f. 1x1/stride-1 convs are
+    plain GEMMs in this form (y and x get fused into one contiguous axis).
+  * "im2col": pad stage + `col[n,c,r,s,y,x]` + `out = sum W[f,c,r,s] * col[n,c,r,s,y,x]`.
+    col's trailing (y, x) axes match the output's, so the rule fuses them into
+    one long contiguous axis: good when the output rows are short (14x14, 7x7).
+Grouped/depthwise convs always use the direct form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tvm import te, tirx
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return v, v
+    v = tuple(int(x) for x in v)
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+
+
+def _pads(p: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right); accepts an int, (ph, pw) or ONNX-order 4-tuples."""
+    if isinstance(p, int):
+        return p, p, p, p
+    p = tuple(int(x) for x in p)
+    if len(p) == 2:
+        return p[0], p[1], p[0], p[1]
+    if len(p) == 4:
+        return p
+    raise ValueError(f"bad pads {p}")
+
+
+def pad_nchw(data: te.Tensor, pads: tuple[int, int, int, int], value: float = 0.0) -> te.Tensor:
+    """Zero (or `value`) padding of the two spatial axes of an NCHW tensor; identity when no pad."""
+    pt, pl, pb, pr = pads
+    if not any(pads):
+        return data
+    n, c, h, w = data.shape
+    fill = tirx.const(value, data.dtype)
+
+    def body(b, ch, y, x):
+        inside = tirx.all(y >= pt, y < h + pt, x >= pl, x < w + pl)
+        return tirx.if_then_else(inside, data[b, ch, y - pt, x - pl], fill)
+
+    return te.compute((n, c, h + pt + pb, w + pl + pr), body, name="pad")
+
+
+def choose_conv_form(c_in: int, oh: int, ow: int, kh: int, kw: int, stride: tuple[int, int], groups: int) -> str:
+    """Formulation that measured fastest for this conv shape (see module docstring)."""
+    if groups != 1:
+        return "direct"
+    if kh == 1 and kw == 1 and stride == (1, 1):
+        return "direct"  # already a GEMM over the fused (y, x) axis
+    # Measured (AVX-512, 2 threads): 3x3 @56 direct 103 vs im2col 205 GFLOP/s;
+    # 7x7/2 @224 81 vs 128; but 3x3 @14 direct 151 vs im2col 126. Long output
+    # rows that are not a multiple of the vector width (56, 112) vectorise
+    # badly in the direct form, while im2col turns y*x into one long axis;
+    # rows of at most 16 fit one register in the direct form.
+    if ow > 16:
+        return "im2col"
+    return "direct"
+
+
+def conv2d_te(
+    data: te.Tensor,
+    weight: te.Tensor,
+    strides: int | Sequence[int] = 1,
+    pads: int | Sequence[int] = 0,
+    dilations: int | Sequence[int] = 1,
+    groups: int = 1,
+    form: str = "auto",
+) -> te.Tensor:
+    """NCHW x OIHW conv2d as TE, in the form the GEMM rule schedules best.
+
+    data: (N, C, H, W); weight: (F, C // groups, KH, KW). Static C, KH, KW,
+    groups are required; N, H, W may be symbolic only for form="direct".
+    form: "auto" (per-shape choice), "direct" or "im2col".
+    """
+    sh, sw = _pair(strides)
+    dh, dw = _pair(dilations)
+    pt, pl, pb, pr = _pads(pads)
+    n, c, h, w = data.shape
+    f, cg, kh, kw = weight.shape
+    c_i, cg_i, kh_i, kw_i, f_i = int(c), int(cg), int(kh), int(kw), int(f)
+    if c_i != cg_i * groups:
+        raise ValueError(f"channels {c_i} != {cg_i} x groups {groups}")
+    oh = (h + pt + pb - dh * (kh_i - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw_i - 1) - 1) // sw + 1
+    if form == "auto":
+        static = all(isinstance(x, (int, tirx.IntImm)) for x in (oh, ow))
+        form = choose_conv_form(c_i, int(oh), int(ow), kh_i, kw_i, (sh, sw), groups) if static else "direct"
+    padded = pad_nchw(data, (pt, pl, pb, pr))
+    if form == "im2col" and groups == 1:
+        col = te.compute(
+            (n, c, kh, kw, oh, ow),
+            lambda b, ch, r, s, y, x: padded[b, ch, y * sh + r * dh, x * sw + s * dw],
+            name="im2col",
+        )
+        rc = te.reduce_axis((0, c_i), "rc")
+        rr = te.reduce_axis((0, kh_i), "rr")
+        rs = te.reduce_axis((0, kw_i), "rs")
+        return te.compute(
+            (n, f, oh, ow),
+            lambda b, o, y, x: te.sum(weight[o, rc, rr, rs] * col[b, rc, rr, rs, y, x], axis=[rc, rr, rs]),
+            name="conv2d",
+        )
+    if form not in ("direct", "im2col"):
+        raise ValueError(f"unknown conv form {form!r}")
+    rc = te.reduce_axis((0, cg_i), "rc")
+    rr = te.reduce_axis((0, kh_i), "rr")
+    rs = te.reduce_axis((0, kw_i), "rs")
+    fg = f_i // groups
+    if groups == 1 and kh_i == 1 and kw_i == 1:
+        # No unit reduction axes: with stride 1 the input is read as [n, c, y, x],
+        # which the GEMM rule recognises as contiguous together with the output.
+        def body(b, o, y, x):
+            return te.sum(padded[b, rc, y * sh, x * sw] * weight[o, rc, 0, 0], axis=rc)
+    elif groups == 1:
+        def body(b, o, y, x):
+            return te.sum(padded[b, rc, y * sh + rr * dh, x * sw + rs * dw] * weight[o, rc, rr, rs],
+                          axis=[rc, rr, rs])
+    else:
+        def body(b, o, y, x):
+            return te.sum(
+                padded[b, (o // fg) * cg_i + rc, y * sh + rr * dh, x * sw + rs * dw] * weight[o, rc, rr, rs],
+                axis=[rc, rr, rs],
+            )
+    return te.compute((n, f, oh, ow), body, name="conv2d")

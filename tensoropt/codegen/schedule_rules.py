@@ -1,0 +1,281 @@
+"""Non-GEMM CPU rules: row reductions (softmax, layernorm), window/axis reductions
+(pooling, reduce over a non-contiguous axis) and the injective fallback.
+
+Every rule mutates a `tvm.s_tir.Schedule` in place and raises (RuleNotApplicable
+or a TVM error) when it cannot apply; `schedule.py` catches that and falls back.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import s_tir, tirx
+from tvm.ir.prim import expr_deep_equal
+from tvm.target import Target
+
+from .schedule_analysis import all_blocks, block_info, buffer_loads, loop_extent, num_cores, uses_var, vector_lanes
+from .schedule_gemm import RuleNotApplicable
+
+# Below this many output elements a parallel loop costs more than it saves
+# (thread-pool wake-up is a few microseconds).
+PARALLEL_MIN_WORK = 16384
+
+
+def _static_product(sch: s_tir.Schedule, loops: list[s_tir.LoopRV]) -> int | None:
+    total = 1
+    for lp in loops:
+        ext = loop_extent(sch, lp)
+        if ext is None:
+            return None
+        total *= ext
+    return total
+
+
+def _vectorize_inner(sch: s_tir.Schedule, loop: s_tir.LoopRV, lanes: int) -> s_tir.LoopRV | None:
+    """Vectorise `loop` (splitting off `lanes` when it divides); returns the outer rest or None."""
+    ext = loop_extent(sch, loop)
+    if ext is None:
+        outer, inner = sch.split(loop, [None, lanes])
+        sch.vectorize(inner)
+        return outer
+    if ext <= 1:
+        return None
+    if ext <= lanes * 2 and ext >= 4:
+        sch.vectorize(loop)
+        return None
+    for width in (lanes, lanes // 2, lanes // 4):
+        if width >= 4 and ext % width == 0:
+            outer, inner = sch.split(loop, [None, width])
+            sch.vectorize(inner)
+            return outer
+    return None
+
+
+def schedule_injective_block(sch: s_tir.Schedule, rv: s_tir.SBlockRV, target: Target) -> None:
+    """Spatial block: parallel over the fused outer loops when there is enough work,
+    vectorise by SIMD lanes along the output's contiguous axis.
+
+    Pure elementwise blocks (every load indexed exactly like the store) are
+    fused completely first, so short trailing axes (7x7) still vectorise.
+    Other blocks (pads, transposes, broadcasts) vectorise their innermost loop
+    only, because a fused index with div/mod makes TVM scalarise the vector.
+    """
+    info = block_info(sch, rv)
+    loops = sch.get_loops(rv)
+    if not loops:
+        return
+    lanes = vector_lanes(target)
+    work = _static_product(sch, loops)
+    store = sch.get(rv).body
+    if not (info.simple_loops and isinstance(store, tirx.BufferStore) and len(store.indices) > 0):
+        contiguous = elementwise = False
+    else:
+        idx = list(store.indices)
+        contiguous = isinstance(idx[-1], tirx.Var) and idx[-1].same_as(info.iters[-1].var)
+        elementwise = contiguous and len(idx) == len(info.iters) and all(
+            isinstance(v, tirx.Var) and v.same_as(it.var) for v, it in zip(idx, info.iters)
+        ) and all(
+            len(ld.indices) == len(idx) and all(a.same_as(b) for a, b in zip(ld.indices, idx))
+            for ld in buffer_loads(sch, rv)
+        )
+    if elementwise and len(loops) > 1:
+        loops = [sch.fuse(*loops)]
+    outer = loops[:-1]
+    inner = loops[-1]
+    if contiguous:
+        ext = loop_extent(sch, inner)
+        if ext is None or ext % lanes == 0:
+            rest, vec = sch.split(inner, [None, lanes])
+            sch.vectorize(vec)
+            outer = outer + [rest]
+        elif 4 <= ext <= lanes:
+            sch.vectorize(inner)
+        elif ext < 8:
+            outer = outer + [inner]
+        # else: a serial inner loop (fusing it into the parallel loop would
+        # put a div/mod per element into the index arithmetic)
+    else:
+        ext = loop_extent(sch, inner)
+        if ext is not None and ext < 8:
+            outer = outer + [inner]
+    if not outer or not (work is None or work >= PARALLEL_MIN_WORK) or num_cores(target) < 2:
+        return
+    fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+    ext = loop_extent(sch, fused)
+    if ext is None or ext >= 2:
+        sch.parallel(fused)
+
+
+def _leading_spatial(info) -> int:
+    kinds = info.kinds
+    return len(kinds) - len(kinds.lstrip("S"))
+
+
+def schedule_rows(sch: s_tir.Schedule, target: Target) -> str:
+    """Row-wise fused reductions (softmax, log_softmax, layernorm, rmsnorm).
+
+    Expects >= 2 blocks, at least one reduction over trailing axes, the last
+    block spatial, and all blocks sharing their leading spatial extents. Every
+    block is computed per row under one parallel row loop; elementwise parts
+    are vectorised and the reductions are split by the vector width and
+    unrolled (an rfactor would need each reduction first under its loop).
+    """
+    blocks = all_blocks(sch)
+    if len(blocks) < 2 or not any(b.is_reduction for b in blocks) or not blocks[-1].is_spatial:
+        raise RuleNotApplicable("not a row-reduction chain")
+    if not all(b.simple_loops for b in blocks):
+        raise RuleNotApplicable("non-trivial loop bindings")
+    lead = min(_leading_spatial(b) for b in blocks)
+    if lead < 1:
+        raise RuleNotApplicable("a block has no leading spatial axis")
+    # Leading extents must agree (structurally) across blocks for compute_at to keep rows.
+    ref = [it.extent for it in blocks[-1].iters[:lead]]
+    for b in blocks:
+        for e, r in zip(b.iters[:lead], ref):
+            if not expr_deep_equal(e.extent, r):
+                raise RuleNotApplicable("leading extents differ")
+    # The reductions must not run over the leading (row) axes: the reduced
+    # axes of each reduction block are all trailing.
+    for b in blocks:
+        if b.is_reduction and b.kinds != b.kinds.rstrip("R") + "R" * b.kinds.count("R"):
+            raise RuleNotApplicable("reduction interleaved with spatial axes")
+    lanes = vector_lanes(target)
+    last = blocks[-1]
+    loops = sch.get_loops(last.rv)
+    rows = sch.fuse(*loops[:lead]) if lead > 1 else loops[0]
+    row_count = loop_extent(sch, rows)
+    total = _static_product(sch, sch.get_loops(last.rv))
+    if (total is None or total >= PARALLEL_MIN_WORK) and (row_count is None or row_count >= 2):
+        sch.parallel(rows)
+    inner = sch.get_loops(last.rv)[1:]
+    if inner:
+        _vectorize_inner(sch, inner[-1], lanes)
+    for b in reversed(blocks[:-1]):
+        sch.compute_at(b.rv, rows, preserve_unit_loops=True)
+    for b in blocks[:-1]:
+        bl = sch.get_loops(b.rv)[1:]
+        if not bl:
+            continue
+        if b.is_spatial:
+            _vectorize_inner(sch, bl[-1], lanes)
+        else:
+            ext = loop_extent(sch, bl[-1])
+            if ext is None or ext > lanes:
+                _, ki = sch.split(bl[-1], [None, lanes])
+                sch.unroll(ki)
+    return "rows"
+
+
+def schedule_reduce_block(sch: s_tir.Schedule, rv: s_tir.SBlockRV, target: Target) -> str:
+    """One reduction block (pooling, reduce_sum/mean/max over any axes).
+
+    If the innermost spatial iterator indexes the last (contiguous) dimension
+    of the inputs, the reduction loops are moved outside it so that it can be
+    vectorised ("window": pooling, reductions over non-last axes); otherwise
+    the reduction stays innermost under parallel outer loops ("inner").
+    """
+    info = block_info(sch, rv)
+    if not info.simple_loops or info.kinds.rstrip("R") != "S" * info.kinds.rstrip("R").count("S"):
+        raise RuleNotApplicable("reduction iterators must come last")
+    lanes = vector_lanes(target)
+    loops = sch.get_loops(rv)
+    n_s = info.kinds.count("S")
+    s_loops, r_loops = loops[:n_s], loops[n_s:]
+    blk = sch.get(rv)
+    last_var = info.iters[n_s - 1].var if n_s else None
+    window = False
+    if last_var is not None:
+        out_buf = blk.writes[0].source
+        loads = [ld for ld in buffer_loads(sch, rv) if not ld.source.same_as(out_buf)]
+        # Unit stride only: a strided window (pooling with stride 2) becomes
+        # gathers when vectorised and ran 2x slower than a scalar inner window.
+        ana = tvm.sym.Analyzer()
+        window = bool(loads) and all(
+            len(ld.indices) > 0 and uses_var(ld.indices[-1], last_var)
+            and not uses_var(ana.simplify(ld.indices[-1] - last_var), last_var)
+            for ld in loads
+        )
+    work = _static_product(sch, s_loops)
+    red = _static_product(sch, r_loops)
+    if window and n_s >= 1:
+        sch.reorder(*s_loops[:-1], *r_loops, s_loops[-1])
+        outer = sch.fuse(*s_loops[:-1]) if n_s > 2 else (s_loops[0] if n_s == 2 else None)
+        vec_rest = _vectorize_inner(sch, s_loops[-1], lanes)
+        del vec_rest
+        if outer is not None and (work is None or work >= PARALLEL_MIN_WORK):
+            sch.parallel(outer)
+        if red is not None and red <= 16:
+            for lp in r_loops:
+                sch.unroll(lp)
+        init = sch.decompose_reduction(rv, r_loops[0])
+        il = sch.get_loops(init)
+        _vectorize_inner(sch, il[-1], lanes)
+        return "reduce(window)"
+    if n_s:
+        # Keep the innermost spatial loop serial when it is long: fusing it too
+        # puts a div/mod per output element into the index arithmetic.
+        last_ext = loop_extent(sch, s_loops[-1])
+        par = s_loops if (n_s == 1 or (last_ext is not None and last_ext < 8)) else s_loops[:-1]
+        outer = sch.fuse(*par) if len(par) > 1 else par[0]
+        if work is None or work * (red or 1) >= PARALLEL_MIN_WORK:
+            sch.parallel(outer)
+    if r_loops and red is not None and red <= 16:
+        for lp in r_loops:
+            sch.unroll(lp)
+    elif r_loops:
+        ext = loop_extent(sch, r_loops[-1])
+        if ext is None or ext > lanes:
+            _, ki = sch.split(r_loops[-1], [None, lanes])
+            sch.unroll(ki)
+    return "reduce(inner)"
+
+
+def schedule_generic(sch: s_tir.Schedule, target: Target) -> str:
+    """Last resort for any function: each root block alone (injective or reduction)."""
+    labels = []
+    for info in all_blocks(sch):
+        if info.is_spatial:
+            schedule_injective_block(sch, info.rv, target)
+            labels.append("injective")
+        elif info.is_reduction:
+            labels.append(schedule_reduce_block(sch, info.rv, target))
+    if not labels:
+        raise RuleNotApplicable("no blocks")
+    if all(lbl == "injective" for lbl in labels):
+        return "injective"
+    return "generic[" + ",".join(sorted(set(labels))) + "]"
+
+
+def inline_spatial_chain(sch: s_tir.Schedule) -> None:
+    """Inline every spatial block that TVM lets us inline (into consumers, else into
+    producers), so an elementwise chain becomes one loop nest."""
+    changed = True
+    while changed:
+        changed = False
+        blocks = all_blocks(sch)
+        if len(blocks) <= 1:
+            return
+        for b in blocks:
+            if not b.is_spatial:
+                continue
+            try:
+                sch.compute_inline(b.rv)
+                changed = True
+                break
+            except s_tir.ScheduleError:
+                pass
+            try:
+                sch.reverse_compute_inline(b.rv)
+                changed = True
+                break
+            except s_tir.ScheduleError:
+                pass
+
+
+__all__ = [
+    "PARALLEL_MIN_WORK",
+    "schedule_injective_block",
+    "schedule_rows",
+    "schedule_reduce_block",
+    "schedule_generic",
+    "inline_spatial_chain",
+]

@@ -8,6 +8,8 @@ import json
 
 from tensoropt.demo import EXAMPLES, run_demo
 
+FUSING = "fold-constants,cse,dce,fuse-elementwise"
+
 
 def test_demo_default_compiles_and_matches_onnxruntime(capsys) -> None:
     assert run_demo(as_json=True) == 0
@@ -23,7 +25,7 @@ def test_demo_default_compiles_and_matches_onnxruntime(capsys) -> None:
 
 
 def test_demo_report(capsys) -> None:
-    assert run_demo(str(EXAMPLES / "conv_block.top"), as_json=True) == 0
+    assert run_demo(str(EXAMPLES / "conv_block.top"), pipeline=FUSING, as_json=True) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["max_rel_diff"] < 1e-5
     by_pass = {p["pass"]: p for p in r["passes"]}
@@ -37,7 +39,7 @@ def test_demo_report(capsys) -> None:
 
 
 def test_demo_text_report(capsys) -> None:
-    assert run_demo(str(EXAMPLES / "conv_block.top")) == 0
+    assert run_demo(str(EXAMPLES / "conv_block.top"), pipeline=FUSING) == 0
     out = capsys.readouterr().out
     assert "soundness" in out and "sound" in out and "MISMATCH" not in out
     assert "optimized graph" in out

@@ -80,56 +80,96 @@ def _struct(t: TensorType, symbols: dict[str, tirx.Var]) -> relax.TensorType:
     return relax.TensorType(tvm_shape(t, symbols), TVM_DTYPES[t.dtype])
 
 
+def local_symbols(in_types: list[TensorType], xs: tuple[te.Tensor, ...],
+                  symbols: dict[str, tirx.Var]) -> dict[str, tirx.PrimExpr]:
+    """Symbol name -> the variable the kernel's own inputs carry for it.
+
+    ``emit_te`` gives each kernel fresh shape variables (a PrimFunc must not
+    share variables with its caller). Expressing output extents with those
+    same variables keeps ``i < batch`` provable, so reads need no bounds
+    tests and TVM can classify (and fuse) the kernel as elementwise.
+    Symbols no input carries keep the graph-level variable.
+    """
+    local: dict[str, tirx.PrimExpr] = dict(symbols)
+    for t, x in zip(in_types, xs):
+        for d, e in zip(t.shape, x.shape):
+            if isinstance(d, str):
+                local[d] = e
+    return local
+
+
 def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
                   registry: dict) -> Callable[..., list[te.Tensor]]:
-    """A TE function of the node's input tensors returning one tensor per output."""
+    """A TE function of the node's input tensors returning one tensor per output.
+
+    Raises :class:`UnsupportedError` naming the node when no lowering applies.
+    A returned function may carry ``tables``: NumPy constants to pass after
+    the node's inputs.
+    """
     from .te_ops import LOWERINGS
 
     out_types = [v.type for v in node.outputs]
     out_dtypes = [TVM_DTYPES[t.dtype] for t in out_types]
+    in_types = [graph.type_of(i) for i in node.inputs]
     name = node.op
+
+    def shapes(xs: tuple[te.Tensor, ...]) -> list[tuple]:
+        local = local_symbols(in_types, xs, symbols)
+        return [tuple(tvm_shape(t, local)) for t in out_types]  # type: ignore[arg-type]
+
     if node.op in LOWERINGS:
-        rules = registry[node.op]
-        attrs = rules.with_defaults(node.attrs)
-        shapes = [tuple(tvm_shape(t, symbols)) for t in out_types]
+        attrs = registry[node.op].with_defaults(node.attrs)
         fn = LOWERINGS[node.op]
-        return lambda *xs: list(fn(list(xs), shapes, out_dtypes, attrs))
+        return lambda *xs: list(fn(list(xs), shapes(xs), out_dtypes, attrs))
     if node.op in FAST:
-        fast = FAST[node.op]([graph.type_of(i) for i in node.inputs], out_types,
-                             registry[node.op].with_defaults(node.attrs))
+        fast = FAST[node.op](in_types, out_types, registry[node.op].with_defaults(node.attrs))
         if fast is not None:
             return fast
     if node.op == "expr":
         scope = node.expr
     else:
         rules = registry[node.op]
-        in_types = [graph.type_of(i) for i in node.inputs]
         scope = (rules.expr(list(node.inputs), in_types, rules.with_defaults(node.attrs))
                  if rules.expr is not None else None)
     if scope is None:
-        from .te_tables import FALLBACKS, GENERIC_FALLBACKS
-
-        in_types = [graph.type_of(i) for i in node.inputs]
-        attrs = registry[node.op].with_defaults(node.attrs)
-        shapes = [tuple(tvm_shape(t, symbols)) for t in out_types]
-        tried = ([FALLBACKS[node.op]] if node.op in FALLBACKS else []) + list(GENERIC_FALLBACKS)
-        for fb in tried:
-            got = fb(in_types, out_types, out_dtypes, shapes, attrs)
-            if got is not None:
-                tables, fn = got
-                fn.tables = tables  # type: ignore[attr-defined]  # passed as constants by to_relax
-                return fn
-    if scope is None or len(node.outputs) != 1:
-        raise UnsupportedError(f"{node.label}: op {node.op} has no TVM lowering for these attributes")
+        return _fallback(node, in_types, out_types, out_dtypes, symbols, registry, shapes)
+    if len(node.outputs) != 1:
+        raise UnsupportedError(f"{node.label}: op {node.op} has no TVM lowering for several outputs")
     inputs = list(node.inputs)
     cdt = compute_dtype(out_types[0])
 
     def lower(*xs: te.Tensor) -> list[te.Tensor]:
-        lowerer = ExprLowerer(dict(zip(inputs, xs)), symbols, cdt, name)
+        lowerer = ExprLowerer(dict(zip(inputs, xs)), local_symbols(in_types, xs, symbols), cdt, name)
         value = lowerer.lower(scope, name=f"{name}_value" if cdt != out_dtypes[0] else name)
         return [cast_to(value, out_dtypes[0], name)]
 
     return lower
+
+
+def _fallback(node: Node, in_types: list[TensorType], out_types: list[TensorType], out_dtypes: list[str],
+              symbols: dict[str, tirx.Var], registry: dict,
+              shapes: Callable[[tuple[te.Tensor, ...]], list[tuple]]) -> Callable[..., list[te.Tensor]]:
+    """The ``te_tables`` lowering for attribute cases the op's Expr cannot state."""
+    from .te_tables import FALLBACKS, GENERIC_FALLBACKS
+
+    attrs = registry[node.op].with_defaults(node.attrs)
+    graph_shapes = [tuple(tvm_shape(t, symbols)) for t in out_types]
+    tried = ([FALLBACKS[node.op]] if node.op in FALLBACKS else []) + list(GENERIC_FALLBACKS)
+    for fb in tried:
+        got = fb(in_types, out_types, out_dtypes, graph_shapes, attrs)
+        if got is None:
+            continue
+        tables = got[0]
+
+        def lower(*args: te.Tensor, fb=fb) -> list[te.Tensor]:  # noqa: B023 - fb is bound per loop
+            xs = args[: len(in_types)]
+            local = fb(in_types, out_types, out_dtypes, shapes(xs), attrs)
+            assert local is not None
+            return local[1](*args)
+
+        lower.tables = tables  # type: ignore[attr-defined]  # passed as constants by to_relax
+        return lower
+    raise UnsupportedError(f"{node.label}: op {node.op} has no TVM lowering for these attributes")
 
 
 def to_relax(graph: Graph, registry: dict | None = None,

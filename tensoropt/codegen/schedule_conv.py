@@ -58,8 +58,10 @@ def choose_conv_form(c_in: int, oh: int, ow: int, kh: int, kw: int, stride: tupl
         return "direct"
     if kh == 1 and kw == 1 and stride == (1, 1):
         return "direct"  # already a GEMM over the fused (y, x) axis
-    # Measured (AVX-512, 2 threads): 3x3 @56 direct 103 vs im2col 205 GFLOP/s;
-    # 7x7/2 @224 81 vs 128; but 3x3 @14 direct 151 vs im2col 126. Long output
+    # Measured (AVX-512, 2 threads, after the fused-tile copy-out fix in
+    # schedule_gemm): 3x3 @56 direct 104 vs im2col 218 GFLOP/s; 3x3 @40 102
+    # vs 120; 7x7/2 @224 83 vs 157; 3x3/2 3->64 @224 (111x111 out) 23 vs 73;
+    # but 3x3 @14 direct 158 vs im2col 133. Long output
     # rows that are not a multiple of the vector width (56, 112) vectorise
     # badly in the direct form, while im2col turns y*x into one long axis;
     # rows of at most 16 fit one register in the direct form.

@@ -269,10 +269,26 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target) -> str:
                 continue
     del out_buf
 
+    if len(fuse_pos) > 1:
+        # Fuse the contiguous axes in the *block* iterators and the accumulator's
+        # layout, not only in the loops: an nr-wide tile of a fused (y, x) axis
+        # is a ragged slice of rows whenever nr is not a multiple of the row
+        # length, and reverse_compute_at would relax it to a box of whole rows,
+        # so the copy-out of one tile would read (uninitialised) accumulators
+        # of its neighbours and store them over their results.
+        _fuse_block_axes(sch, main.rv, acc, fuse_pos[0], len(fuse_pos),
+                         [int(s_iters[p].static_extent) for p in fuse_pos])
+        k = len(fuse_pos)
+        m_pos = m_pos if m_pos < fuse_pos[0] else m_pos - k + 1
+        fuse_pos = [fuse_pos[0]]
+        n_pos = fuse_pos[0]
+        n_s = len(s_iters) - k + 1
+    else:
+        k, n_s = 1, len(s_iters)
     loops = sch.get_loops(main.rv)
-    s_loops = loops[: len(s_iters)]
-    r_loops = loops[len(s_iters):]
-    n_loop = sch.fuse(*[s_loops[p] for p in fuse_pos]) if len(fuse_pos) > 1 else s_loops[n_pos]
+    s_loops = loops[:n_s]
+    r_loops = loops[n_s:]
+    n_loop = s_loops[n_pos]
     n_o, n_i = sch.split(n_loop, [None, nr])
     m_o, m_m, m_i = sch.split(s_loops[m_pos], [None, mm_count, mr])
     others = [lp for p, lp in enumerate(s_loops) if p not in fuse_pos and p != m_pos]
@@ -301,7 +317,39 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target) -> str:
         if info.is_spatial and sch.get_loops(info.rv) and not _is_scheduled_loop(sch, info.rv):
             schedule_injective_block(sch, info.rv, target)
     del fused_vars
-    return f"gemm(mr={mr},nr={nr},pack={'yes' if pack_rv is not None else 'no'},fuse={len(fuse_pos)})"
+    return f"gemm(mr={mr},nr={nr},pack={'yes' if pack_rv is not None else 'no'},fuse={k})"
+
+
+def _fold(dims, exts: list[int]):
+    """Row-major linear index of `dims` within extents `exts`."""
+    idx = dims[0]
+    for d, e in zip(dims[1:], exts[1:]):
+        idx = idx * e + d
+    return idx
+
+
+def _fuse_block_axes(sch: s_tir.Schedule, main: s_tir.SBlockRV, acc: s_tir.SBlockRV,
+                     first: int, k: int, exts: list[int]) -> None:
+    """Fold iterators first..first+k-1 of `main` (and the trailing k axes of its
+    accumulator buffer and of the copy-out block `acc`) into one iterator.
+
+    Afterwards the tile region of the accumulator is an exact interval of the
+    fused axis, so compute-at placement of the copy-out covers exactly the tile.
+    """
+    def buf_map(*d):
+        return [*d[:-k], _fold(d[-k:], exts)]
+
+    def main_map(*v):
+        return [*v[:first], _fold(v[first:first + k], exts), *v[first + k:]]
+
+    def block_map(rv: s_tir.SBlockRV, fn) -> tirx.IndexMap:
+        blk = sch.get(rv)
+        dtype = str(blk.iter_vars[0].var.ty) if blk.iter_vars else "int64"
+        return tirx.IndexMap.from_func(fn, ndim=len(blk.iter_vars), index_dtype=dtype)
+
+    sch.transform_layout(main, ("write", 0), buf_map)
+    sch.transform_block_layout(main, block_map(main, main_map))
+    sch.transform_block_layout(acc, block_map(acc, buf_map))  # acc's iterators are the buffer's axes
 
 
 def _is_scheduled_loop(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> bool:

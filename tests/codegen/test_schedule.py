@@ -195,6 +195,44 @@ def test_conv2d_1x1_fuses_spatial_axes() -> None:
     assert "fuse=2" in _rules()[0]
 
 
+# Outputs whose fused (y, x) axis is not tiled in whole rows by the vector
+# width: the GEMM rule used to copy out whole rows per tile (reading other
+# tiles' accumulators), which broke im2col and 1x1 convs above ~16x16.
+_FUSED_CONV_CASES = [
+    # (C, F, H, K, stride, pad, bias+relu)
+    (8, 16, 40, 3, 1, 1, False),     # 40x40 output
+    (3, 64, 224, 3, 2, 0, True),     # squeezenet conv1: 111x111 output
+    (3, 64, 224, 7, 2, 3, False),    # resnet conv1: 112x112 output
+    (64, 64, 56, 3, 1, 1, False),    # resnet 3x3 @56
+    (16, 24, 40, 1, 1, 0, True),     # 1x1 direct: fused y*x = 1600
+]
+
+
+@pytest.mark.parametrize("form", ["direct", "im2col"])
+@pytest.mark.parametrize("case", _FUSED_CONV_CASES, ids=lambda c: "c{}f{}h{}k{}s{}p{}{}".format(*c[:6], "b" * c[6]))
+def test_conv2d_large_outputs_match_torch(case, form: str) -> None:
+    torch = pytest.importorskip("torch")
+    c, f, h, k, stride, pad, epilogue = case
+    x, w, b = _rand(1, c, h, h), _rand(f, c, k, k), _rand(f)
+
+    def conv_bias_relu(xt, wt, bt):
+        y = conv2d_te(xt, wt, stride, pad, 1, 1, form)
+        if not epilogue:
+            return y
+        return te.compute(y.shape, lambda n, o, i, j: te.max(y[n, o, i, j] + bt[o], tirx.const(0.0, "float32")),
+                          name="bias_relu")
+
+    mod = _build(lambda bb, xv, wv, bv: bb.emit_te(conv_bias_relu, xv, wv, bv), [x.shape, w.shape, b.shape])
+    out = _run(mod, [x, w, b])
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=pad)
+    if epilogue:
+        ref = torch.relu(ref + torch.from_numpy(b)[None, :, None, None])
+    ref = ref.numpy()
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert _rules()[0].startswith("gemm")
+
+
 def test_depthwise_conv_relu() -> None:
     x, w = _rand(1, 8, 20, 20), _rand(8, 1, 3, 3)
 

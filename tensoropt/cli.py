@@ -246,6 +246,7 @@ _EXAMPLES = {
     "demo": "tensoropt demo",
     "compile": "tensoropt compile examples/conv_block.top -o conv_block.tvm && tensoropt run conv_block.tvm --bind batch=2",
     "run": "tensoropt run conv_block.tvm --inputs in.npz -o out.npz",
+    "bench": "tensoropt bench examples/mlp.top --against onnxruntime,tvm-relax -o bench.json --plot bench.png",
 }
 
 

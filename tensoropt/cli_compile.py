@@ -128,3 +128,5 @@ def add_commands(add: Callable[..., argparse.ArgumentParser], model_help: str) -
     s.add_argument("--bind", action="append", default=[], metavar="SYM=N",
                    help="size of a symbolic dim for random inputs (default 4)")
     s.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs here")
+
+    from .cli_bench import add_command as add_bench; add_bench(add, model_help)  # noqa: E702

@@ -6,7 +6,12 @@ of >= 10 repeats after warm-up) and times NumPy's `a @ b` (OpenBLAS) the same
 way. Writes benchmarks/results/gemm_speed.json and gemm_speed.png.
 
     python benchmarks/gemm_speed.py            # full run (~2-3 min on 2 cores)
-    python benchmarks/gemm_speed.py --quick    # 1024^3 + two small shapes
+    python benchmarks/gemm_speed.py --quick    # 1024^3 + two small shapes + two ragged ones
+    python benchmarks/gemm_speed.py --only 'N=|@111' --no-save   # rows whose name matches a regex
+
+Ragged rows (marked "ragged"): the contiguous output axis (N, or the fused
+y*x of a conv) is not a multiple of the vector width (111x111, 55x55, 13x13,
+7x7 outputs; N=1000, 77).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -131,7 +137,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="few shapes, fewer repeats")
     ap.add_argument("--repeat", type=int, default=None, help="timing repeats (median taken)")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--only", default=None, help="regex: run only rows whose name matches (implies --no-save)")
+    ap.add_argument("--no-save", action="store_true", help="print only; keep results/ as they are")
     args = ap.parse_args()
+    keep = (lambda name: re.search(args.only, name) is not None) if args.only else (lambda name: True)
+    save = not (args.no_save or args.only)
     repeat = args.repeat or (10 if args.quick else 15)
     target = host_target()
     rows = []
@@ -141,35 +151,47 @@ def main() -> None:
     if not args.quick:
         gemms += [("64x256x1024", 64, 256, 1024, 0), ("64x1024x256", 64, 1024, 256, 0),
                   ("256x1024x1024", 256, 1024, 1024, 0), ("bmm 4x64x64x64", 64, 64, 64, 4)]
+    gemms += [("ragged 64x1000x256 N=1000", 64, 1000, 256, 0)]
+    if not args.quick:
+        gemms += [("ragged 50x77x33 N=77", 50, 77, 33, 0)]
     for name, m, n, k, b in gemms:
+        if not keep(name):
+            continue
         row = _gemm_case(name, m, n, k, b, target, repeat)
         rows.append(row)
         print(f"{name:>22}  ours {row['ours_gflops']:7.1f}  numpy {row['numpy_gflops']:7.1f}  "
               f"ratio {row['ours_gflops'] / row['numpy_gflops']:.2f}  [{row['rule']}]", flush=True)
 
     # Unscheduled baseline, once (it is slow: ~2 s per call).
-    shapes = [(1024, 1024), (1024, 1024)]
-    base_args = [np.ones(s, np.float32) for s in shapes]
-    ex = tvm.compile(_relax_module(_matmul_te, shapes), target=target)
-    vm = relax.VirtualMachine(ex, tvm.cpu())
-    t0 = time.perf_counter()
-    vm["main"](*[tvm.runtime.tensor(a) for a in base_args])
-    unsched = 2.0 * 1024**3 / (time.perf_counter() - t0) / 1e9
-    print(f"{'unscheduled 1024^3':>22}  {unsched:7.1f} GFLOP/s", flush=True)
+    unsched = None
+    if save:
+        unsched = _unscheduled(target)
+        print(f"{'unscheduled 1024^3':>22}  {unsched:7.1f} GFLOP/s", flush=True)
 
     convs = [("3x3 64->64 @56", 1, 64, 56, 56, 64, 3, 1, 1, 1),
-             ("1x1 256->1024 @14", 1, 256, 14, 14, 1024, 1, 1, 0, 1)]
+             ("1x1 256->1024 @14", 1, 256, 14, 14, 1024, 1, 1, 0, 1),
+             ("ragged 1x1 96->16 @55", 1, 96, 55, 55, 16, 1, 1, 0, 1)]
     if not args.quick:
         convs += [("7x7/2 3->64 @224", 1, 3, 224, 224, 64, 7, 2, 3, 1),
                   ("dw 3x3 32 @112", 1, 32, 112, 112, 32, 3, 1, 1, 32),
-                  ("3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1, 1)]
+                  ("3x3 256->256 @14", 1, 256, 14, 14, 256, 3, 1, 1, 1),
+                  ("ragged 3x3/2 3->64 @111", 1, 3, 224, 224, 64, 3, 2, 0, 1),
+                  ("ragged 3x3 64->256 @13", 1, 64, 13, 13, 256, 3, 1, 1, 1),
+                  ("ragged 3x3 512->512 @7", 1, 512, 7, 7, 512, 3, 1, 1, 1)]
     for name, n, c, h, w, f, kh, s, p, g in convs:
+        if not keep(name):
+            continue
         forms = ("direct",) if g > 1 else ("direct", "im2col")
         row = _conv_case(name, n, c, h, w, f, kh, s, p, g, target, repeat, forms)
         rows.append(row)
         detail = "  ".join(f"{fm} {row[f'{fm}_gflops']:7.1f}" for fm in forms)
-        print(f"{name:>22}  {detail}  best {row['best_form']}", flush=True)
+        print(f"{name:>22}  {detail}  best {row['best_form']}  [{row['rule_' + row['best_form']]}]", flush=True)
 
+    for row in rows:
+        if "numpy_gflops" in row:
+            row["ratio"] = row["ours_gflops"] / row["numpy_gflops"]
+    if not save:
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)), "target": str(target),
@@ -177,13 +199,21 @@ def main() -> None:
         "unscheduled_1024_gflops": unsched,
         "rows": rows,
     }
-    for row in rows:
-        if "numpy_gflops" in row:
-            row["ratio"] = row["ours_gflops"] / row["numpy_gflops"]
     (RESULTS / "gemm_speed.json").write_text(json.dumps(report, indent=2))
     if not args.no_plot:
         _plot(rows, report["machine"])
     print(f"wrote {RESULTS / 'gemm_speed.json'}")
+
+
+def _unscheduled(target) -> float:
+    """GFLOP/s of the unscheduled 1024^3 matmul (one call: it is slow)."""
+    shapes = [(1024, 1024), (1024, 1024)]
+    base_args = [np.ones(s, np.float32) for s in shapes]
+    ex = tvm.compile(_relax_module(_matmul_te, shapes), target=target)
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    t0 = time.perf_counter()
+    vm["main"](*[tvm.runtime.tensor(a) for a in base_args])
+    return 2.0 * 1024**3 / (time.perf_counter() - t0) / 1e9
 
 
 def _plot(rows: list[dict], machine: dict) -> None:

@@ -13,8 +13,9 @@ interpreter (``tensoropt.interp``), which stays the oracle:
   value. Inside a reduction the padding is hoisted into a padded copy of the
   tensor (a separate ``te.compute``), so the reduction's inner loop carries no
   bounds test and the schedule can vectorize it; elsewhere the access becomes
-  ``if_then_else`` over clamped indices (clamped so that no vectorized load can
-  read out of bounds);
+  a ``Select`` over clamped indices. Never ``if_then_else``: TVM's simplifier
+  uses its condition to drop the clamps inside the branch, and once the loop
+  is vectorized both branches are evaluated, reading out of bounds;
 - a nested scope that uses no enclosing iterator is materialized once (shared
   by every access to it: softmax reads its max twice); one that uses enclosing
   iterators is inlined when it has no reduction, and otherwise materialized
@@ -44,18 +45,66 @@ def i64(v: int) -> tirx.PrimExpr:
     return tirx.const(int(v), I64)
 
 
+def clamp(i: tirx.PrimExpr, n: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``i`` clamped into ``[0, n)`` (a safe address for a read whose value a Select may discard)."""
+    return tirx.max(tirx.min(i, n - i64(1)), i64(0))
+
+
 def dtype_of(x: tirx.PrimExpr) -> str:
     """The dtype string of a PrimExpr (0.27 keeps it on the expression's type)."""
     return str(x.ty.dtype)
 
 
-def _cmp(fn: Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr]) -> Callable[..., tirx.PrimExpr]:
-    """A comparison giving 1/0 in the operands' dtype (the interpreter's convention)."""
+def _is_float(x: tirx.PrimExpr) -> bool:
+    return dtype_of(x).startswith("float")
+
+
+def _nan(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    return tirx.isnan(x) if _is_float(x) else tirx.const(False, "bool")
+
+
+def _cmp(fn: Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr],
+         unordered: bool = False) -> Callable[..., tirx.PrimExpr]:
+    """A comparison giving 1/0 in the operands' dtype (the interpreter's convention).
+
+    NaN compares false, except ``ne`` (``unordered``), which is true. The
+    tests are explicit because TVM's simplifier rewrites ``x == x`` to true
+    and ``x != x`` to false.
+    """
 
     def cmp(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
-        return tirx.Select(fn(a, b), tirx.const(1, dtype_of(a)), tirx.const(0, dtype_of(a)))
+        c = fn(a, b)
+        if _is_float(a):
+            c = tirx.any(c, _nan(a), _nan(b)) if unordered else tirx.all(c, tirx.Not(_nan(a)), tirx.Not(_nan(b)))
+        return tirx.Select(c, tirx.const(1, dtype_of(a)), tirx.const(0, dtype_of(a)))
 
     return cmp
+
+
+def _fmod(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """C ``fmod`` (the sign of the dividend). LLVM codegen has no ``tirx.fmod``: call libm."""
+    dt = dtype_of(a)
+    return tirx.call_pure_extern(dt, "fmodf" if dt == "float32" else "fmod", a, b)
+
+
+def _where(c: tirx.PrimExpr, a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    # "c == 0 picks b" keeps NaN true (as np.where(c != 0, ...)) without a != on
+    # booleans, which the simplifier can produce from c != 0 and LLVM codegen rejects
+    return tirx.Select(c == tirx.const(0, dtype_of(c)), b, a)
+
+
+def _sinh(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """sinh from exp (LLVM has no vector sinh); a Taylor polynomial near 0 avoids cancellation."""
+    dt = dtype_of(x)
+    c = lambda v: tirx.const(v, dt)  # noqa: E731
+    x2 = x * x
+    small = x * (c(1.0) + x2 * (c(1 / 6) + x2 * (c(1 / 120) + x2 * c(1 / 5040))))
+    return tirx.Select(tirx.abs(x) < c(0.5), small, (tirx.exp(x) - tirx.exp(-x)) * c(0.5))
+
+
+def _cosh(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """cosh from exp (LLVM has no vector cosh)."""
+    return (tirx.exp(x) + tirx.exp(-x)) * tirx.const(0.5, dtype_of(x))
 
 
 def _sign(x: tirx.PrimExpr) -> tirx.PrimExpr:
@@ -86,8 +135,8 @@ FUNCTIONS: dict[str, Callable[..., tirx.PrimExpr]] = {
     "arcsin": tirx.asin,
     "arccos": tirx.acos,
     "arctan": tirx.atan,
-    "sinh": tirx.sinh,
-    "cosh": tirx.cosh,
+    "sinh": _sinh,
+    "cosh": _cosh,
     "arcsinh": tirx.asinh,
     "arccosh": tirx.acosh,
     "arctanh": tirx.atanh,
@@ -95,14 +144,14 @@ FUNCTIONS: dict[str, Callable[..., tirx.PrimExpr]] = {
     "max": tirx.max,
     "min": tirx.min,
     "pow": tirx.power,
-    "fmod": lambda a, b: a - tirx.trunc(a / b) * b,  # LLVM codegen has no tirx.fmod
+    "fmod": _fmod,
     "lt": _cmp(lambda a, b: a < b),
     "le": _cmp(lambda a, b: a <= b),
     "gt": _cmp(lambda a, b: a > b),
     "ge": _cmp(lambda a, b: a >= b),
     "eq": _cmp(lambda a, b: a == b),
-    "ne": _cmp(lambda a, b: a != b),
-    "where": lambda c, a, b: tirx.Select(c != tirx.const(0, dtype_of(c)), a, b),
+    "ne": _cmp(lambda a, b: a != b, unordered=True),
+    "where": _where,
 }
 
 
@@ -111,8 +160,16 @@ def _floordiv_value(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
 
 
 def _mod_value(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
-    # np.mod on floats: the sign of the divisor (Python's convention)
-    return a - tirx.floor(a / b) * b
+    """np.mod on floats: the sign of the divisor (Python's ``%``), from C fmod.
+
+    A non-zero remainder whose sign differs from the divisor's moves by one
+    divisor (``-3 % inf`` is inf); a zero remainder takes the divisor's sign.
+    """
+    r = _fmod(a, b)
+    zero = tirx.const(0, dtype_of(a))
+    signs_differ = tirx.any(tirx.all(r < zero, b > zero), tirx.all(r > zero, b < zero))
+    moved = tirx.Select(signs_differ, r + b, r)
+    return tirx.Select(moved == zero, tirx.copysign(zero, b), moved)
 
 
 _VALUE_BINOPS: dict[str, Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr]] = {
@@ -303,8 +360,8 @@ class ExprLowerer:
             n = shape[k]
             c = tirx.all(idx[k] >= i64(0), idx[k] < n)
             cond = c if cond is None else tirx.all(cond, c)
-            clamped[k] = tirx.max(tirx.min(idx[k], n - i64(1)), i64(0))
-        return tirx.if_then_else(cond, self._read(t, clamped), tirx.const(pad, self.dtype))
+            clamped[k] = clamp(idx[k], n)
+        return tirx.Select(cond, self._read(t, clamped), tirx.const(pad, self.dtype))
 
     def _hoist_pad(self, t: te.Tensor, idx: list[tirx.PrimExpr], risky: list[int], pad: float,
                    key: object) -> tuple[te.Tensor, list[tirx.PrimExpr]] | None:
@@ -328,9 +385,11 @@ class ExprLowerer:
                 src = [a - i64(lo) for a, lo in zip(ax, lo_pad)]
                 conds = [tirx.all(s >= i64(0), s < i64(n))
                          for s, n, lo, hi in zip(src, dims, lo_pad, hi_pad) if lo or hi]
-                v = t(*src)
-                return tirx.if_then_else(tirx.all(*conds) if len(conds) > 1 else conds[0],
-                                         v, tirx.const(pad, t.dtype))
+                safe = [clamp(s, n) if (lo or hi) else s for s, n, lo, hi in zip(src, dims, lo_pad, hi_pad)]
+                v = t(*safe)
+                v = v if str(t.dtype) == self.dtype else tirx.Cast(self.dtype, v)
+                return tirx.Select(tirx.all(*conds) if len(conds) > 1 else conds[0],
+                                   v, tirx.const(pad, self.dtype))
 
             self._padded[cache_key] = (te.compute(shape, padded, name=self._fresh("pad")), tuple(lo_pad))
         p, los = self._padded[cache_key]
@@ -353,11 +412,12 @@ class ExprLowerer:
                 ext = self._extent(d)
                 if not (self._proved(i >= i64(0)) and self._proved(i < ext)):
                     conds.append(tirx.all(i >= i64(0), i < ext))
+                    i = clamp(i, ext)  # the body is evaluated either way: keep its reads in range
                 inner = inner.bind(d.name, i + i64(d.start), i64(d.start), ext)
             v = self._value(src.body, inner, in_reduction)
             if conds:
-                v = tirx.if_then_else(tirx.all(*conds) if len(conds) > 1 else conds[0], v,
-                                      tirx.const(a.pad, self.dtype))
+                v = tirx.Select(tirx.all(*conds) if len(conds) > 1 else conds[0], v,
+                                tirx.const(a.pad, self.dtype))
             return v
         missing = [f for f in free if f not in env.ranges]
         if missing:

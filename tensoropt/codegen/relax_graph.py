@@ -117,6 +117,8 @@ def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
         local = local_symbols(in_types, xs, symbols)
         return [tuple(tvm_shape(t, local)) for t in out_types]  # type: ignore[arg-type]
 
+    if out_types and all(0 in t.shape for t in out_types):
+        return _fallback(node, in_types, out_types, out_dtypes, symbols, registry, shapes)  # nothing to compute
     if node.op in LOWERINGS:
         attrs = registry[node.op].with_defaults(node.attrs)
         fn = LOWERINGS[node.op]

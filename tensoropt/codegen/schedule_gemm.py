@@ -29,6 +29,7 @@ from .schedule_analysis import (
     BlockInfo,
     all_blocks,
     block_info,
+    buffer_loads,
     match_mul_sum,
     num_vector_registers,
     uses_var,
@@ -171,9 +172,13 @@ def _inline_producers(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> None:
                 continue
 
 
-def schedule_gemm(sch: s_tir.Schedule, target: Target) -> str:
+def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: tuple[str, ...] = ()) -> str:
     """Apply the register-tiled GEMM schedule in place; returns a rule-variant label.
 
+    pad: when the contiguous output axis (or the row axis m) has no good tile
+    divisor, pad the block's iteration domain first (`_plan_padding`).
+    keep: names of consumer blocks not to inline into the copy-out (crops of a
+    padded output: TVM inlines them without a bounds predicate).
     Raises RuleNotApplicable (or a TVM ScheduleError) when the function does not fit.
     """
     blocks = all_blocks(sch)
@@ -223,16 +228,13 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target) -> str:
 
     lanes = vector_lanes(target)
     regs = num_vector_registers(target)
-    n_ext = n_it.static_extent
-    nr = _choose_nr(n_ext, lanes)
-    if len(fuse_pos) > 1:
-        exts = [s_iters[p].static_extent for p in fuse_pos]
-        f_ext = math.prod(exts) if None not in exts else None
-        f_nr = _choose_nr(f_ext, lanes)
-        if f_ext is not None and _nr_quality(f_nr, lanes) > _nr_quality(nr, lanes):
-            n_ext, nr = f_ext, f_nr
-        else:
-            fuse_pos = [n_pos]
+    if pad:
+        padding = _plan_padding(sch, main, s_iters, r_iters, fuse_pos, m_pos, lanes, regs)
+        if padding is not None:
+            return _pad_and_schedule(sch, main, padding, target)
+    fused, n_ext, nr = _pick_width([s_iters[p].static_extent for p in fuse_pos], lanes)
+    if not fused:
+        fuse_pos = [n_pos]
     mr = _choose_mr(m_it.static_extent, nr, lanes, regs)
     # Micro-tiles per panel: enough to amortise the Y panel, not so many that
     # small problems lose parallelism.
@@ -261,6 +263,8 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target) -> str:
     while changed:
         changed = False
         for cons in sch.get_consumers(acc):
+            if sch.get(cons).name_hint in keep:
+                continue
             try:
                 sch.reverse_compute_inline(cons)
                 changed = True
@@ -277,7 +281,7 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target) -> str:
         # so the copy-out of one tile would read (uninitialised) accumulators
         # of its neighbours and store them over their results.
         _fuse_block_axes(sch, main.rv, acc, fuse_pos[0], len(fuse_pos),
-                         [int(s_iters[p].static_extent) for p in fuse_pos])
+                         [int(s_iters[p].static_extent) for p in fuse_pos], padded_out=bool(keep))
         k = len(fuse_pos)
         m_pos = m_pos if m_pos < fuse_pos[0] else m_pos - k + 1
         fuse_pos = [fuse_pos[0]]
@@ -315,9 +319,160 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target) -> str:
         if info.name == sch.get(main.rv).name_hint:
             continue
         if info.is_spatial and sch.get_loops(info.rv) and not _is_scheduled_loop(sch, info.rv):
-            schedule_injective_block(sch, info.rv, target)
+            if info.name in keep:
+                _schedule_crop(sch, info.rv, lanes)
+            else:
+                schedule_injective_block(sch, info.rv, target)
     del fused_vars
     return f"gemm(mr={mr},nr={nr},pack={'yes' if pack_rv is not None else 'no'},fuse={k})"
+
+
+def _pick_width(exts: list[int | None], lanes: int) -> tuple[bool, int | None, int]:
+    """(fuse, extent, nr) for the contiguous output axes `exts` (outer..inner).
+
+    The innermost axis alone, or all of them fused into one when that gives a
+    better-filled register tile (see `_nr_quality`).
+    """
+    n_ext = exts[-1]
+    nr = _choose_nr(n_ext, lanes)
+    if len(exts) > 1 and None not in exts:
+        f_ext = math.prod(exts)
+        f_nr = _choose_nr(f_ext, lanes)
+        if _nr_quality(f_nr, lanes) > _nr_quality(nr, lanes):
+            return True, f_ext, f_nr
+    return False, n_ext, nr
+
+
+def _width_speed(nr: int, lanes: int) -> float:
+    """Relative speed of the micro-kernel for tile width nr (measured, AVX-512 2 cores:
+    nr=32 ~220, 16 ~180, partial registers 13/11/9/7 ~ 0.75 x lane fill x 220 GFLOP/s)."""
+    if nr >= 2 * lanes:
+        return 1.0
+    if nr == lanes:
+        return 0.8
+    return 0.75 * nr / lanes
+
+
+def _rows_speed(mr: int) -> float:
+    """Relative speed for mr accumulator rows (a Y vector load is shared by mr FMAs)."""
+    return min(1.0, mr / 6)
+
+
+#: padding is only worth it when the estimated speed-up (after the wasted work) exceeds this.
+PAD_MIN_GAIN = 1.15
+
+
+def _plan_padding(sch: s_tir.Schedule, main: BlockInfo, s_iters, r_iters, fuse_pos: list[int], m_pos: int,
+                  lanes: int, regs: int) -> list[int] | None:
+    """Padded extents for the block iterators (for `pad_einsum`), or None to keep the block.
+
+    The contiguous axis (or the fused y*x axes, padded separately so their
+    product divides) is padded to the width that maximises
+    speed(nr) x useful / padded work; the row axis m to a multiple of the
+    register-tile height when its best divisor is small. Only static,
+    einsum-form blocks (every access indexed by plain iterators or constants).
+    """
+    exts = [s_iters[p].static_extent for p in fuse_pos]
+    m_ext = s_iters[m_pos].static_extent
+    if None in exts or m_ext is None or not _is_einsum(sch, main.rv):
+        return None
+    useful = math.prod(exts)
+
+    def score(pexts: list[int]) -> tuple[float, int]:
+        _, _, nr = _pick_width(pexts, lanes)
+        return _width_speed(nr, lanes) * useful / math.prod(pexts), nr
+
+    base, nr0 = score(exts)
+    best, best_exts, best_nr = base, exts, nr0
+    if len(exts) == 1:
+        cands = [[-(-exts[0] // w) * w] for w in (2 * lanes, lanes)]
+    else:
+        inner = [[e + d for d in range(0, 2 * lanes + 1)] for e in exts[-2:]]
+        cands = [[*exts[:-2], a, b] for a in inner[0] for b in inner[1]]
+    for c in cands:
+        sc, nr = score(c)
+        if sc > best * 1.001:
+            best, best_exts, best_nr = sc, c, nr
+    if best < base * PAD_MIN_GAIN:
+        best_exts, best_nr = exts, nr0
+    # Rows: the widest register tile that fits, padding m to a multiple of it
+    # when its largest divisor would give a much shorter tile.
+    mr_div = _choose_mr(m_ext, best_nr, lanes, regs)
+    mr_cap = _choose_mr(None, best_nr, lanes, regs)
+    m_pad = m_ext
+    if m_ext > mr_cap and m_ext % mr_cap != 0:
+        padded_m = -(-m_ext // mr_cap) * mr_cap
+        if _rows_speed(mr_cap) * m_ext / padded_m > _rows_speed(mr_div) * PAD_MIN_GAIN:
+            m_pad = padded_m
+    if best_exts == exts and m_pad == m_ext:
+        return None
+    padding = [1] * (len(s_iters) + len(r_iters))
+    for p, e in zip(fuse_pos, best_exts):
+        padding[p] = e
+    padding[m_pos] = m_pad
+    return padding
+
+
+def _is_einsum(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> bool:
+    """Every buffer access of the block is indexed by plain iterators or constants."""
+    body = sch.get(rv).body
+    if not isinstance(body, tirx.BufferStore):
+        return False
+    accesses = [body, *buffer_loads(sch, rv)]
+    return all(isinstance(i, (tirx.Var, tirx.IntImm)) for a in accesses for i in a.indices)
+
+
+def _pad_and_schedule(sch: s_tir.Schedule, main: BlockInfo, padding: list[int], target: Target) -> str:
+    """pad_einsum the main block, fold each padded input's producer into its padding
+    block, then schedule the padded function (the crop is inlined into the copy-out)."""
+    name = sch.get(main.rv).name_hint
+    old_iters = [int(iv.dom.extent) for iv in sch.get(main.rv).iter_vars]
+    sch.pad_einsum(main.rv, padding)
+    main_rv = sch.get_sblock(name)
+    for pad_blk in sch.get_producers(main_rv):
+        for prod in sch.get_producers(pad_blk):
+            if block_info(sch, prod).is_spatial and len(sch.get_consumers(prod)) == 1:
+                try:
+                    sch.compute_inline(prod)
+                except s_tir.ScheduleError:
+                    pass
+    new_iters = [int(iv.dom.extent) for iv in sch.get(main_rv).iter_vars]
+    # The crop back to the real extents stays a separate (vectorised, parallel)
+    # pass with the epilogue inlined into it: inlined into the copy-out it
+    # would store the padded tile out of bounds (no predicate is added).
+    crops = [sch.get(c).name_hint for c in sch.get_consumers(main_rv)]
+    for crop in crops:
+        changed = True
+        while changed:
+            changed = False
+            for cons in sch.get_consumers(sch.get_sblock(crop)):
+                try:
+                    sch.reverse_compute_inline(cons)
+                    changed = True
+                    break
+                except s_tir.ScheduleError:
+                    continue
+    label = schedule_gemm(sch, target, pad=False, keep=tuple(crops))
+    grown = "x".join(f"{a}->{b}" for a, b in zip(old_iters, new_iters) if a != b)
+    return label[:-1] + f",pad={grown})"
+
+
+def _schedule_crop(sch: s_tir.Schedule, rv: s_tir.SBlockRV, lanes: int) -> None:
+    """Crop of a padded output (+ epilogue): parallel over the outer axes, the
+    whole (ragged, e.g. 111-wide) row vectorised at once; LLVM splits it into
+    full registers plus a short tail, which a split by the lane count cannot."""
+    loops = sch.get_loops(rv)
+    ext = int(sch.get(loops[-1]).extent)
+    width = max(d for d in range(1, min(ext, 8 * lanes) + 1) if ext % d == 0)
+    outer = list(loops[:-1])
+    if width < ext:
+        o, inner = sch.split(loops[-1], [None, width])
+        outer.append(o)
+    else:
+        inner = loops[-1]
+    if outer:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+    sch.vectorize(inner)
 
 
 def _fold(dims, exts: list[int]):
@@ -329,7 +484,7 @@ def _fold(dims, exts: list[int]):
 
 
 def _fuse_block_axes(sch: s_tir.Schedule, main: s_tir.SBlockRV, acc: s_tir.SBlockRV,
-                     first: int, k: int, exts: list[int]) -> None:
+                     first: int, k: int, exts: list[int], padded_out: bool = False) -> None:
     """Fold iterators first..first+k-1 of `main` (and the trailing k axes of its
     accumulator buffer and of the copy-out block `acc`) into one iterator.
 
@@ -350,6 +505,8 @@ def _fuse_block_axes(sch: s_tir.Schedule, main: s_tir.SBlockRV, acc: s_tir.SBloc
     sch.transform_layout(main, ("write", 0), buf_map)
     sch.transform_block_layout(main, block_map(main, main_map))
     sch.transform_block_layout(acc, block_map(acc, buf_map))  # acc's iterators are the buffer's axes
+    if padded_out:  # the copy-out writes the padded intermediate: fold it too (contiguous stores)
+        sch.transform_layout(acc, ("write", 0), buf_map)
 
 
 def _is_scheduled_loop(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> bool:

@@ -10,6 +10,7 @@ once, when the model is made.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from pathlib import Path
@@ -20,6 +21,21 @@ import numpy as np
 from ..errors import EvalError, InputFileError
 from ..ir.graph import Value
 from . import artifact as art
+
+
+def _use_all_cores() -> None:
+    """Give TVM's CPU thread pool every core this process may use.
+
+    TVM's default halves the core count on x86 (it assumes hyper-threads), so
+    on a 2-core machine compiled code would run on one thread while
+    onnxruntime and PyTorch use two. ``TVM_NUM_THREADS``, when set, wins. The
+    pool reads it when it starts (the first parallel kernel).
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        n = os.cpu_count() or 1
+    os.environ.setdefault("TVM_NUM_THREADS", str(n))
 
 
 def _device(target: str) -> Any:
@@ -53,6 +69,7 @@ class CompiledModel:
         self.name = str(manifest.get("name", "model"))
         self.target = str(manifest["target"]["name"])
         self._weights = {k: np.asarray(weights[k]) for k in self.weight_names}
+        _use_all_cores()
         self.device = _device(self.target)
         self._vm = relax.VirtualMachine(executable, self.device)
         self._main = self._vm["main"]

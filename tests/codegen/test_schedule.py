@@ -326,3 +326,60 @@ def test_cuda_build_matmul_relu_softmax() -> None:
     assert set(last_report.values()) == {"dlight"}
     ex = tvm.compile(scheduled, target=target)
     assert ex is not None
+
+
+# ---------------------------------------------------------------- ragged N / M
+def _nr(rule: str) -> int:
+    return int(rule.split("nr=")[1].split(",")[0].rstrip(")"))
+
+
+_RAGGED_CONV_CASES = [
+    # (C, F, H, K, stride, pad, bias+relu): outputs 111x111, 55x55, 13x13, 7x7
+    (3, 64, 224, 3, 2, 0, True),
+    (96, 16, 55, 1, 1, 0, False),
+    (64, 256, 13, 3, 1, 1, False),
+    (512, 512, 7, 3, 1, 1, False),
+]
+
+
+@pytest.mark.parametrize("case", _RAGGED_CONV_CASES, ids=lambda c: "c{}f{}h{}k{}s{}p{}{}".format(*c[:6], "b" * c[6]))
+def test_ragged_conv_is_padded_to_full_vectors(case) -> None:
+    torch = pytest.importorskip("torch")
+    c, f, h, k, stride, pad, epilogue = case
+    x, w, b = _rand(1, c, h, h), _rand(f, c, k, k), _rand(f)
+
+    def conv_bias_relu(xt, wt, bt):
+        y = conv2d_te(xt, wt, stride, pad, 1, 1, "im2col" if k > 1 else "auto")
+        if not epilogue:
+            return y
+        return te.compute(y.shape, lambda n, o, i, j: te.max(y[n, o, i, j] + bt[o], tirx.const(0.0, "float32")),
+                          name="bias_relu")
+
+    mod = _build(lambda bb, xv, wv, bv: bb.emit_te(conv_bias_relu, xv, wv, bv), [x.shape, w.shape, b.shape])
+    out = _run(mod, [x, w, b])
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=pad)
+    if epilogue:
+        ref = torch.relu(ref + torch.from_numpy(b)[None, :, None, None])
+    ref = ref.numpy()
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    rule = _rules()[0]
+    assert rule.startswith("gemm") and "pad=" in rule and _nr(rule) >= 16, rule
+
+
+@pytest.mark.parametrize("mnk", [(64, 1000, 256), (50, 77, 33)], ids=lambda s: "x".join(map(str, s)))
+def test_ragged_matmul_is_padded_to_full_vectors(mnk) -> None:
+    m, n, k = mnk
+    a, b = _rand(m, k), _rand(k, n)
+    out = _run(_build(lambda bb, x, y: bb.emit_te(matmul, x, y), [a.shape, b.shape]), [a, b])
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    rule = _rules()[0]
+    assert rule.startswith("gemm") and _nr(rule) >= 16, rule
+
+
+def test_divisible_n_is_not_padded() -> None:
+    a, b = _rand(64, 96), _rand(96, 128)
+    out = _run(_build(lambda bb, x, y: bb.emit_te(matmul, x, y), [a.shape, b.shape]), [a, b])
+    np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-4)
+    assert "pad=" not in _rules()[0]

@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/interp_speed.py
 	$(BIN)/python benchmarks/onnx_import_speed.py
 	$(BIN)/python benchmarks/onnx_conformance.py
+	$(BIN)/python benchmarks/gemm_speed.py
+	$(BIN)/python benchmarks/model_speed.py
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy tensoropt/ir

@@ -1,18 +1,21 @@
 """Op-specific TE lowerings, used instead of the generic Expr lowering where they pay.
 
-Only where a measured formulation beats the generic one: ``conv2d`` goes
-through :func:`schedule_conv.conv2d_te`, which picks per shape between a
-direct convolution and im2col + GEMM (measured, see ``schedule_conv``), both
-of which the GEMM schedule rule then tiles. Each entry returns None when it
-does not apply (non-float dtypes, symbolic channel or kernel sizes), and the
-node falls back to its Expr.
+Only where a specialised form pays: ``conv2d`` goes through
+:func:`schedule_conv.conv2d_te`, which picks per shape between a direct
+convolution and im2col + GEMM (measured, see ``schedule_conv``), both of which
+the GEMM schedule rule then tiles. The shifts and bitwise ops on integers use
+native integer instructions: their Exprs compute in float64 (the interpreter's
+rule for integer Exprs), which is exact only below 2**53, so 64-bit operands
+lose bits (signed dtypes only: TVM's lowering rejects unsigned shifts). Each entry returns None when it does not apply (non-float dtypes
+for conv, symbolic channel or kernel sizes), and the node falls back to its
+Expr.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from tvm import te
+from tvm import te, tirx
 
 from ..ir.graph import Attrs
 from ..ir.types import TensorType
@@ -39,5 +42,70 @@ def _conv2d(ins: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> 
     return fn
 
 
+def _bcast(x: te.Tensor, ax: tuple) -> tirx.PrimExpr:
+    """``x`` read at output index ``ax`` with NumPy broadcasting (size-1 dims read 0)."""
+    lead = len(ax) - len(x.shape)
+    idx = [tirx.const(0, "int64") if (isinstance(d, tirx.IntImm) and int(d) == 1) else a
+           for d, a in zip(x.shape, ax[lead:])]
+    return x(*idx)
+
+
+def _in_width(b: tirx.PrimExpr, bits: int, dt: str) -> tirx.PrimExpr:
+    """A shift count in ``[0, bits)``."""
+    return tirx.all(b >= tirx.const(0, dt), b < tirx.const(bits, dt))
+
+
+def _shift_left(a: tirx.PrimExpr, b: tirx.PrimExpr, bits: int, dt: str) -> tirx.PrimExpr:
+    ok = _in_width(b, bits, dt)
+    safe = tirx.Select(ok, b, tirx.const(0, dt))
+    return tirx.Select(ok, a << safe, tirx.const(0, dt))
+
+
+def _shift_right(a: tirx.PrimExpr, b: tirx.PrimExpr, bits: int, dt: str) -> tirx.PrimExpr:
+    ok = _in_width(b, bits, dt)
+    safe = tirx.Select(ok, b, tirx.const(0, dt))
+    fill = tirx.Select(a < tirx.const(0, dt), tirx.const(-1, dt), tirx.const(0, dt))
+    return tirx.Select(ok, a >> safe, fill)
+
+
+_INT_BINARY: dict[str, Callable[[tirx.PrimExpr, tirx.PrimExpr, int, str], tirx.PrimExpr]] = {
+    "shift_left": _shift_left,
+    "shift_right": _shift_right,
+    "bitwise_and": lambda a, b, bits, dt: a & b,
+    "bitwise_or": lambda a, b, bits, dt: a | b,
+    "bitwise_xor": lambda a, b, bits, dt: a ^ b,
+}
+
+
+def _int_binary(op: str) -> FastLowering:
+    """Native integer lowering of ``op`` (same dtype operands, broadcast like NumPy)."""
+
+    def make(ins: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> TEFn | None:
+        dt = outs[0].dtype
+        # Signed only: TVM's TIR lowering fails on unsigned shifts (a "0u - x"
+        # const-fold check); unsigned ops keep their Expr, exact below 2**53.
+        if dt not in ("i8", "i16", "i32", "i64") or ins[0].dtype != ins[1].dtype:
+            return None
+        from .relax_graph import TVM_DTYPES
+
+        tdt = TVM_DTYPES[dt]
+        bits = int(tdt.lstrip("uint"))
+        body = _INT_BINARY[op]
+
+        def fn(x: te.Tensor, y: te.Tensor) -> list[te.Tensor]:
+            rank = max(len(x.shape), len(y.shape))
+            shape = []
+            for k in range(rank):
+                dx = x.shape[k - rank + len(x.shape)] if k - rank + len(x.shape) >= 0 else None
+                dy = y.shape[k - rank + len(y.shape)] if k - rank + len(y.shape) >= 0 else None
+                one = lambda d: d is None or (isinstance(d, tirx.IntImm) and int(d) == 1)  # noqa: E731
+                shape.append(dy if one(dx) else dx)
+            return [te.compute(shape, lambda *ax: body(_bcast(x, ax), _bcast(y, ax), bits, tdt), name=op)]
+
+        return fn
+
+    return make
+
+
 #: op -> specialised lowering (tried before the op's Expr).
-FAST: dict[str, FastLowering] = {"conv2d": _conv2d}
+FAST: dict[str, FastLowering] = {"conv2d": _conv2d, **{op: _int_binary(op) for op in _INT_BINARY}}

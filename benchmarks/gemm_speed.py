@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -86,13 +85,9 @@ def _time_numpy(fn, repeat: int) -> float:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from tensoropt.bench import cpu_model
+
+    return cpu_model()
 
 
 def _gemm_case(name, m, n, k, batch, target, repeat):

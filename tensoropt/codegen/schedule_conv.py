@@ -64,16 +64,14 @@ def choose_conv_form(c_in: int, oh: int, ow: int, kh: int, kw: int, stride: tupl
         # rule pads it, and the im2col copy is the cheaper place for that
         # padding (55x55 96->16: direct 15, im2col 104 GFLOP/s).
         return "direct" if (oh * ow) % 16 == 0 else "im2col"
-    # Measured (AVX-512, 2 threads, after the fused-tile copy-out fix in
-    # schedule_gemm): 3x3 @56 direct 104 vs im2col 218 GFLOP/s; 3x3 @40 102
-    # vs 120; 7x7/2 @224 83 vs 157; 3x3/2 3->64 @224 (111x111 out) 23 vs 73;
-    # but 3x3 @14 direct 158 vs im2col 133. Long output
-    # rows that are not a multiple of the vector width (56, 112) vectorise
-    # badly in the direct form, while im2col turns y*x into one long axis;
-    # rows of at most 16 fit one register in the direct form.
-    if ow > 16:
-        return "im2col"
-    return "direct"
+    # Measured (benchmarks/gemm_speed.py, AVX-512, 2 threads, 2026-11-24, with
+    # the GEMM rule padding ragged axes): im2col wins at every size now.
+    # 3x3 64->64 @56: direct 104 vs im2col 199 GFLOP/s; 7x7/2 @224: 83 vs 156;
+    # 3x3/2 3->64 @111: 29 vs 87; 3x3 256->256 @14: 155 vs 175; 3x3 64->256
+    # @13: 136 vs 158; 3x3 512->512 @7: 78 vs 154. im2col turns y*x into one
+    # long axis the rule pads to whole vectors; the direct form vectorises
+    # along x alone.
+    return "im2col"
 
 
 def conv2d_te(

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import InputFileError
 
 STAGE_TEXT = {"lower": "lowering nodes", "schedule": "scheduling kernels", "compile": "building library"}
 
@@ -46,9 +45,10 @@ def build_progress(enabled: bool) -> Iterator[Callable[[str, int, int, str], Non
 def cmd_compile(args: argparse.Namespace) -> int:
     from .compiler import compile as compile_model
 
+    from .runtime.artifact import check_overwritable
+
     out = Path(args.output)
-    if out.exists() and not (out / "manifest.json").is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise InputFileError(f"-o {out}: exists and is not a tensoropt artifact; not overwriting it")
+    check_overwritable(out)  # before the (long) compile, not after
     t0 = time.perf_counter()
     with build_progress(not args.json and sys.stderr.isatty()) as progress:
         model = compile_model(args.file, pipeline=args.pipeline, target=args.target, progress=progress)

@@ -81,6 +81,42 @@ def _cmp(fn: Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr],
     return cmp
 
 
+def _nan_aware(pick: Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr],
+               a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``pick(a, b)`` that returns NaN when either operand is NaN (as np.maximum/np.minimum).
+
+    Each operand is used three times, so a compound one is bound to a variable
+    first (``Let``): nested max chains would otherwise grow exponentially.
+    """
+    if not _is_float(a):
+        return pick(a, b)
+    dt = dtype_of(a)
+    binds = []
+    ops = []
+    for x in (a, b):
+        if isinstance(x, (tirx.Var, tirx.FloatImm, tirx.IntImm)):
+            ops.append(x)
+        else:
+            v = tirx.Var("m", dt)
+            binds.append((v, x))
+            ops.append(v)
+    x, y = ops
+    out = tirx.Select(tirx.isnan(x), x, tirx.Select(tirx.isnan(y), y, pick(x, y)))
+    for v, value in reversed(binds):
+        out = tirx.Let(v, value, out)
+    return out
+
+
+def _max(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """np.maximum: NaN in either operand gives NaN (LLVM's max would drop it)."""
+    return _nan_aware(lambda x, y: tirx.max(x, y), a, b)
+
+
+def _min(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """np.minimum, NaN-propagating like :func:`_max`."""
+    return _nan_aware(lambda x, y: tirx.min(x, y), a, b)
+
+
 def _fmod(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
     """C ``fmod`` (the sign of the dividend). LLVM codegen has no ``tirx.fmod``: call libm."""
     dt = dtype_of(a)
@@ -123,7 +159,7 @@ FUNCTIONS: dict[str, Callable[..., tirx.PrimExpr]] = {
     "rsqrt": tirx.rsqrt,
     "tanh": tirx.tanh,
     "sigmoid": tirx.sigmoid,
-    "relu": lambda x: tirx.max(x, tirx.const(0, dtype_of(x))),
+    "relu": lambda x: _max(x, tirx.const(0, dtype_of(x))),
     "erf": tirx.erf,
     "sin": tirx.sin,
     "cos": tirx.cos,
@@ -141,8 +177,8 @@ FUNCTIONS: dict[str, Callable[..., tirx.PrimExpr]] = {
     "arccosh": tirx.acosh,
     "arctanh": tirx.atanh,
     "round": tirx.nearbyint,  # halves to even, like np.rint
-    "max": tirx.max,
-    "min": tirx.min,
+    "max": _max,
+    "min": _min,
     "pow": tirx.power,
     "fmod": _fmod,
     "lt": _cmp(lambda a, b: a < b),
@@ -156,7 +192,20 @@ FUNCTIONS: dict[str, Callable[..., tirx.PrimExpr]] = {
 
 
 def _floordiv_value(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
-    return tirx.floor(a / b)
+    """np.floor_divide on floats: NumPy's divmod rule (``1.0 // 0.1`` is 9, not floor(10.000000000000002)).
+
+    ``(a - fmod(a, b)) / b`` is exact up to rounding; one is taken off when
+    the remainder's sign differs from the divisor's; the result is rounded to
+    the nearest whole number. Division by zero gives ``a / b`` (inf or nan).
+    """
+    zero = tirx.const(0, dtype_of(a))
+    r = _fmod(a, b)
+    div = (a - r) / b
+    signs_differ = tirx.any(tirx.all(r < zero, b > zero), tirx.all(r > zero, b < zero))
+    div = tirx.Select(signs_differ, div - tirx.const(1, dtype_of(a)), div)
+    floor = tirx.floor(div)
+    whole = tirx.Select(div - floor > tirx.const(0.5, dtype_of(a)), floor + tirx.const(1, dtype_of(a)), floor)
+    return tirx.Select(b == zero, a / b, whole)
 
 
 def _mod_value(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
@@ -204,6 +253,9 @@ def _reducer(kind: str, dtype: str) -> Callable[..., tirx.PrimExpr]:
     if kind == "Prod":
         combine = lambda x, y: x * y  # noqa: E731
     else:
+        # Plain max/min: the combiner is instantiated with the body substituted
+        # for y, so a NaN-aware form (y used three times) would duplicate the
+        # body and any Let in it. Max/Min reductions therefore skip NaNs.
         combine = (lambda x, y: tirx.max(x, y)) if kind == "Max" else (lambda x, y: tirx.min(x, y))  # noqa: E731
     return te.comm_reducer(combine, lambda t: tirx.const(ident, t), name=kind.lower())
 

@@ -1,6 +1,7 @@
 """Op-specific TE lowerings, used instead of the generic Expr lowering where they pay.
 
-Only where a specialised form pays: ``conv2d`` goes through
+Only where a specialised form pays (``FAST``: conv2d, batch-1 gemm, signed
+shifts and bitwise ops): ``conv2d`` goes through
 :func:`schedule_conv.conv2d_te`, which picks per shape between a direct
 convolution and im2col + GEMM (measured, see ``schedule_conv``), both of which
 the GEMM schedule rule then tiles. The shifts and bitwise ops on integers use
@@ -126,22 +127,25 @@ def _int_binary(op: str) -> FastLowering:
         dt = outs[0].dtype
         # Signed only: TVM's TIR lowering fails on unsigned shifts (a "0u - x"
         # const-fold check); unsigned ops keep their Expr, exact below 2**53.
-        if dt not in ("i8", "i16", "i32", "i64") or ins[0].dtype != ins[1].dtype:
+        if dt not in ("i8", "i16", "i32", "i64") or not ins[0].dtype == ins[1].dtype == dt:
             return None
         from .relax_graph import TVM_DTYPES
 
         tdt = TVM_DTYPES[dt]
-        bits = int(tdt.lstrip("uint"))
+        bits = int(tdt.removeprefix("int"))
         body = _INT_BINARY[op]
 
         def fn(x: te.Tensor, y: te.Tensor) -> list[te.Tensor]:
             rank = max(len(x.shape), len(y.shape))
             shape = []
             for k in range(rank):
-                dx = x.shape[k - rank + len(x.shape)] if k - rank + len(x.shape) >= 0 else None
-                dy = y.shape[k - rank + len(y.shape)] if k - rank + len(y.shape) >= 0 else None
-                one = lambda d: d is None or (isinstance(d, tirx.IntImm) and int(d) == 1)  # noqa: E731
-                shape.append(dy if one(dx) else dx)
+                kx, ky = k - rank + len(x.shape), k - rank + len(y.shape)
+                dx = x.shape[kx] if kx >= 0 else None
+                dy = y.shape[ky] if ky >= 0 else None
+                if dx is None or (dy is not None and isinstance(dx, tirx.IntImm) and int(dx) == 1):
+                    shape.append(dy)
+                else:
+                    shape.append(dx)
             return [te.compute(shape, lambda *ax: body(_bcast(x, ax), _bcast(y, ax), bits, tdt), name=op)]
 
         return fn

@@ -83,6 +83,23 @@ def _value(d: Any, where: str) -> Value:
         raise InputFileError(f"{where}: malformed entry {d!r} (need name, dtype, shape)") from None
 
 
+def is_artifact(directory: Path) -> bool:
+    """Whether ``directory`` holds a tensoropt artifact (its manifest says so; a
+    ``manifest.json`` of some other tool does not count)."""
+    try:
+        raw = json.loads((Path(directory) / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(raw, dict) and raw.get("format") == FORMAT
+
+
+def check_overwritable(directory: Path) -> None:
+    """InputFileError unless ``directory`` is absent, empty, or an artifact (never overwrite other data)."""
+    d = Path(directory)
+    if d.exists() and not is_artifact(d) and (not d.is_dir() or any(d.iterdir())):
+        raise InputFileError(f"{d}: exists and is not a tensoropt artifact; not overwriting it")
+
+
 def parse_manifest(directory: Path) -> Manifest:
     """Read and validate ``DIR/manifest.json`` (not the files it names)."""
     path = directory / MANIFEST
@@ -105,6 +122,9 @@ def parse_manifest(directory: Path) -> Manifest:
             raise InputFileError(f"{path}: missing key {key!r}")
     if not isinstance(raw["target"], dict) or "name" not in raw["target"]:
         raise InputFileError(f"{path}: malformed 'target'")
+    for key in ("inputs", "outputs"):
+        if not isinstance(raw[key], list):
+            raise InputFileError(f"{path}: malformed {key!r} (a list of name/dtype/shape entries)")
     inputs = tuple(_value(d, f"{path}: inputs") for d in raw["inputs"])
     outputs = tuple(_value(d, f"{path}: outputs") for d in raw["outputs"])
     weights = raw["weights"]
@@ -143,9 +163,7 @@ def write_artifact(directory: Path, manifest: dict[str, Any], weights: Mapping[s
     directory = Path(directory)
     parent = directory.parent if str(directory.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
-    if directory.exists() and not (directory / MANIFEST).is_file():
-        if not directory.is_dir() or any(directory.iterdir()):
-            raise InputFileError(f"{directory}: exists and is not a tensoropt artifact; not overwriting it")
+    check_overwritable(directory)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         write_library(tmp / LIBRARY)
@@ -156,7 +174,11 @@ def write_artifact(directory: Path, manifest: dict[str, Any], weights: Mapping[s
         if directory.exists():
             old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".old"))
             os.replace(directory, old / "x")
-            os.replace(tmp, directory)
+            try:
+                os.replace(tmp, directory)
+            except BaseException:
+                os.replace(old / "x", directory)  # put the previous artifact back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, directory)

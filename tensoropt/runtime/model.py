@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -54,14 +56,26 @@ def _is_torch(x: Any) -> bool:
     return mod.startswith("torch") and type(x).__name__ == "Tensor"
 
 
+def _to_numpy(x: Any) -> np.ndarray:
+    """An input as a NumPy array (torch tensors: detached, from any device)."""
+    if _is_torch(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
 class CompiledModel:
     """Callable compiled model. ``manifest`` is the artifact manifest (dict)."""
 
-    def __init__(self, executable: Any, manifest: Mapping[str, Any], weights: Mapping[str, np.ndarray]) -> None:
+    def __init__(self, executable: Any, manifest: Mapping[str, Any], weights: Mapping[str, np.ndarray],
+                 library: Path | None = None) -> None:
         import tvm
         from tvm import relax
 
         self._executable = executable
+        self._library = library  # the model.so this was loaded from (saving copies it)
+        # One Relax VM is not safe to call from several threads at once (it keeps
+        # per-call registers): calls are serialized.
+        self._lock = threading.Lock()
         self.manifest = dict(manifest)
         self.inputs: tuple[Value, ...] = tuple(art._value(d, "manifest inputs") for d in manifest["inputs"])
         self.outputs: tuple[Value, ...] = tuple(art._value(d, "manifest outputs") for d in manifest["outputs"])
@@ -100,27 +114,34 @@ class CompiledModel:
         import tvm
         from ..interp import bind_inputs
 
-        values, symbols = bind_inputs(self.inputs, {k: np.asarray(v) for k, v in inputs.items()}, self.name)
+        values, symbols = bind_inputs(self.inputs, {k: _to_numpy(v) for k, v in inputs.items()}, self.name)
         args = [tvm.runtime.tensor(np.asarray(values[v.name], order="C"), self.device) for v in self.inputs]
-        result = self._main(*args, *self._tvm_weights)
+        with self._lock:
+            try:
+                result = self._main(*args, *self._tvm_weights)
+            except Exception as e:  # the library disagrees with its manifest: say so on one line
+                first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+                raise EvalError(f"{self.name}: the compiled code rejected the call: {first}") from None
         outs = [result] if len(self.outputs) == 1 else list(result)
         arrays = {}
         for v, o in zip(self.outputs, outs):
             arr = o.numpy()
+            want = v.type.concrete(symbols) if v.type.symbols() <= set(symbols) else None
+            if want is not None and arr.shape != want:
+                raise EvalError(f"{self.name}: output %{v.name} has shape {arr.shape}, the manifest says {want}")
             arrays[v.name] = arr
         return arrays
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         named = self._named(args, kwargs)
-        torch_in = any(_is_torch(v) for v in named.values())
-        if torch_in:
-            named = {k: (v.detach().cpu().numpy() if _is_torch(v) else v) for k, v in named.items()}
+        torch_in = [v for v in named.values() if _is_torch(v)]
         out = self.run(named)
         vals = [out[v.name] for v in self.outputs]
         if torch_in:
             import torch
 
-            vals = [torch.from_numpy(np.ascontiguousarray(v)) for v in vals]
+            device = torch_in[0].device  # outputs go back where the inputs came from
+            vals = [torch.from_numpy(np.array(v, order="C")).to(device) for v in vals]
         return vals[0] if len(vals) == 1 else tuple(vals)
 
     def time(self, inputs: Mapping[str, Any], number: int = 1, repeat: int = 10) -> list[float]:
@@ -128,15 +149,23 @@ class CompiledModel:
         import tvm
         from ..interp import bind_inputs
 
-        values, _ = bind_inputs(self.inputs, {k: np.asarray(v) for k, v in inputs.items()}, self.name)
+        values, _ = bind_inputs(self.inputs, {k: _to_numpy(v) for k, v in inputs.items()}, self.name)
         args = [tvm.runtime.tensor(np.asarray(values[v.name], order="C"), self.device) for v in self.inputs]
         timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
-        return list(timer(*args, *self._tvm_weights).results)
+        with self._lock:
+            return list(timer(*args, *self._tvm_weights).results)
 
     def save(self, directory: str | Path) -> Path:
         """Write this model as an artifact directory (atomically); returns its path."""
         d = Path(directory)
-        art.write_artifact(d, self.manifest, self._weights, lambda p: self._executable.export_library(str(p)))
+
+        def write_library(p: Path) -> None:
+            if self._library is not None:  # loaded from an artifact: the library is already built
+                shutil.copyfile(self._library, p)
+            else:
+                self._executable.export_library(str(p))
+
+        art.write_artifact(d, self.manifest, self._weights, write_library)
         return d
 
     def __repr__(self) -> str:
@@ -151,13 +180,29 @@ def load_artifact(directory: str | Path) -> CompiledModel:
     d = Path(directory)
     manifest = art.parse_manifest(d)
     art.check_files(d, manifest)
+    _check_cpu(d, manifest.raw)
     weights = art.read_weights(d, manifest)
     try:
         lib = tvm.runtime.load_module(str(d / art.LIBRARY))
     except Exception as e:  # TVM raises its own error types; keep one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputFileError(f"{d / art.LIBRARY}: cannot load the compiled library: {first}") from None
-    return CompiledModel(lib, manifest.raw, weights)
+    return CompiledModel(lib, manifest.raw, weights, library=d / art.LIBRARY)
+
+
+def _check_cpu(directory: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse a CPU artifact built for another CPU model (its code may use
+    instructions this one lacks: a SIGILL, not an error message)."""
+    tgt = manifest["target"].get("tvm") or {}
+    built_for = tgt.get("mcpu") if isinstance(tgt, dict) else None
+    if manifest["target"]["name"] != "llvm" or not built_for:
+        return
+    from tvm.target import codegen
+
+    here = str(codegen.llvm_get_system_cpu())
+    if here != built_for:
+        raise InputFileError(f"{directory}: compiled for CPU {built_for}, this machine is {here}; "
+                             "recompile it here with `tensoropt compile`")
 
 
 def versions() -> dict[str, str]:

@@ -30,8 +30,11 @@ def test_supports_device_and_modes() -> None:
     m = _model([helper.make_node("Relu", ["x"], ["y"])],
                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
-    with pytest.raises(UnsupportedError, match="mode 'compiled'"):
-        backend.prepare(m, mode="compiled")
+    with pytest.raises(UnsupportedError, match="mode 'jit'"):
+        backend.prepare(m, mode="jit")
+    x = np.array([-1.0, 2.0], np.float32)
+    rep = backend.prepare(m, mode="compiled")  # TVM codegen behind the same interface
+    np.testing.assert_array_equal(rep.run([x])[0], np.maximum(x, 0))
 
 
 def _reshape_model() -> onnx.ModelProto:

@@ -126,7 +126,7 @@ def build(graph: Graph, target: str = "llvm", progress: Progress | None = None) 
         if progress is not None:
             progress("lower", next(counter), total, node.label)
 
-    mod, sig = to_relax(graph, on_node=on_node)
+    mod, sig = to_relax(graph, on_node=on_node, gpu=target == "cuda")
     if progress is not None:
         progress("lower", total, total, "")
     mod = fuse(mod)

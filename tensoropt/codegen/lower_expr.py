@@ -245,10 +245,17 @@ def _offset(v: tirx.PrimExpr, lo: tirx.PrimExpr) -> tirx.PrimExpr:
     return v + lo
 
 
-def _reducer(kind: str, dtype: str) -> Callable[..., tirx.PrimExpr]:
-    """A TE reducer whose identity matches the interpreter's (Max of nothing is -inf)."""
+def _reducer(kind: str, dtype: str, standard: bool = False) -> Callable[..., tirx.PrimExpr]:
+    """A TE reducer whose identity matches the interpreter's (Max of nothing is -inf).
+
+    ``standard``: TVM's own ``te.max``/``te.min`` (identity: the dtype's
+    lowest/highest finite value), which GPU cross-thread reductions recognise;
+    they differ only on empty or all-infinite ranges.
+    """
     if kind == "Sum":
         return te.sum
+    if standard and kind in ("Max", "Min"):
+        return te.max if kind == "Max" else te.min
     ident = {"Max": -math.inf, "Min": math.inf, "Prod": 1.0}[kind]
     if kind == "Prod":
         combine = lambda x, y: x * y  # noqa: E731
@@ -281,7 +288,8 @@ class ExprLowerer:
     """
 
     def __init__(self, tensors: Mapping[str, te.Tensor], symbols: Mapping[str, tirx.Var],
-                 dtype: str, name: str = "T") -> None:
+                 dtype: str, name: str = "T", standard_reducers: bool = False) -> None:
+        self.standard_reducers = standard_reducers
         self.tensors = dict(tensors)
         self.symbols = dict(symbols)
         self.dtype = dtype
@@ -337,7 +345,7 @@ class ExprLowerer:
             value = self._value(scope.body, env, in_reduction=bool(rdoms))
             if not rdoms:
                 return value
-            return _reducer(scope.reduce, self.dtype)(value, axis=rdoms)
+            return _reducer(scope.reduce, self.dtype, self.standard_reducers)(value, axis=rdoms)
 
         return te.compute(shape, body, name=name)
 

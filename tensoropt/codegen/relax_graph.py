@@ -99,7 +99,7 @@ def local_symbols(in_types: list[TensorType], xs: tuple[te.Tensor, ...],
 
 
 def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
-                  registry: dict) -> Callable[..., list[te.Tensor]]:
+                  registry: dict, gpu: bool = False) -> Callable[..., list[te.Tensor]]:
     """A TE function of the node's input tensors returning one tensor per output.
 
     Raises :class:`UnsupportedError` naming the node when no lowering applies.
@@ -141,7 +141,8 @@ def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
     cdt = compute_dtype(out_types[0])
 
     def lower(*xs: te.Tensor) -> list[te.Tensor]:
-        lowerer = ExprLowerer(dict(zip(inputs, xs)), local_symbols(in_types, xs, symbols), cdt, name)
+        lowerer = ExprLowerer(dict(zip(inputs, xs)), local_symbols(in_types, xs, symbols), cdt, name,
+                              standard_reducers=gpu)
         value = lowerer.lower(scope, name=f"{name}_value" if cdt != out_dtypes[0] else name)
         return [cast_to(value, out_dtypes[0], name)]
 
@@ -175,11 +176,12 @@ def _fallback(node: Node, in_types: list[TensorType], out_types: list[TensorType
 
 
 def to_relax(graph: Graph, registry: dict | None = None,
-             on_node: Callable[[Node], None] | None = None) -> tuple[object, Signature]:
+             on_node: Callable[[Node], None] | None = None, gpu: bool = False) -> tuple[object, Signature]:
     """The Relax IRModule computing ``graph`` and its :class:`Signature`.
 
     Raises :class:`UnsupportedError` naming the node when an op cannot be
-    lowered. ``on_node`` is called before each node (progress).
+    lowered. ``on_node`` is called before each node (progress). ``gpu``:
+    TVM's standard max/min reducers, which its GPU reduction rules need.
     """
     if registry is None:
         from .. import ops  # noqa: F401  (registers every op)
@@ -194,7 +196,7 @@ def to_relax(graph: Graph, registry: dict | None = None,
             for node in graph.nodes:
                 if on_node is not None:
                     on_node(node)
-                fn = node_lowering(graph, node, symbols, registry)
+                fn = node_lowering(graph, node, symbols, registry, gpu)
                 args = [env[i] for i in node.inputs]
                 args += [relax.const(t) for t in getattr(fn, "tables", ())]
                 try:

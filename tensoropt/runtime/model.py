@@ -68,9 +68,6 @@ class CompiledModel:
 
     def __init__(self, executable: Any, manifest: Mapping[str, Any], weights: Mapping[str, np.ndarray],
                  library: Path | None = None) -> None:
-        import tvm
-        from tvm import relax
-
         self._executable = executable
         self._library = library  # the model.so this was loaded from (saving copies it)
         # One Relax VM is not safe to call from several threads at once (it keeps
@@ -83,12 +80,22 @@ class CompiledModel:
         self.name = str(manifest.get("name", "model"))
         self.target = str(manifest["target"]["name"])
         self._weights = {k: np.asarray(weights[k]) for k in self.weight_names}
+        self._vm: Any = None  # made on first use: a CUDA model can be built and saved without a GPU
+
+    def _ensure_vm(self) -> None:
+        """The Relax VM on the target's device, with the weights uploaded once."""
+        if self._vm is not None:
+            return
+        import tvm
+        from tvm import relax
+
         _use_all_cores()
         self.device = _device(self.target)
-        self._vm = relax.VirtualMachine(executable, self.device)
-        self._main = self._vm["main"]
+        vm = relax.VirtualMachine(self._executable, self.device)
+        self._main = vm["main"]
         self._tvm_weights = [tvm.runtime.tensor(np.asarray(self._weights[k], order="C"), self.device)
                              for k in self.weight_names]
+        self._vm = vm
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -115,6 +122,8 @@ class CompiledModel:
         from ..interp import bind_inputs
 
         values, symbols = bind_inputs(self.inputs, {k: _to_numpy(v) for k, v in inputs.items()}, self.name)
+        with self._lock:
+            self._ensure_vm()
         args = [tvm.runtime.tensor(np.asarray(values[v.name], order="C"), self.device) for v in self.inputs]
         with self._lock:
             try:
@@ -150,6 +159,8 @@ class CompiledModel:
         from ..interp import bind_inputs
 
         values, _ = bind_inputs(self.inputs, {k: _to_numpy(v) for k, v in inputs.items()}, self.name)
+        with self._lock:
+            self._ensure_vm()
         args = [tvm.runtime.tensor(np.asarray(values[v.name], order="C"), self.device) for v in self.inputs]
         timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
         with self._lock:
@@ -181,6 +192,8 @@ def load_artifact(directory: str | Path) -> CompiledModel:
     manifest = art.parse_manifest(d)
     art.check_files(d, manifest)
     _check_cpu(d, manifest.raw)
+    if manifest.target == "cuda":
+        _device("cuda")  # no GPU: one line now, not a loader error from TVM
     weights = art.read_weights(d, manifest)
     try:
         lib = tvm.runtime.load_module(str(d / art.LIBRARY))

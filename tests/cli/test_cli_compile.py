@@ -132,3 +132,16 @@ def test_compile_refuses_to_overwrite_a_non_artifact(tmp_path: Path, capsys) -> 
     code, _, err = run(capsys, "compile", str(EXAMPLE), "-o", str(d))
     assert_one_line_error(code, err, "not overwriting")
     assert (d / "notes.txt").read_text() == "keep me"
+
+
+def test_cuda_build_needs_no_gpu(tmp_path: Path, capsys) -> None:
+    import tvm
+
+    out = tmp_path / "mlp_cuda.tvm"
+    code, _, err = run(capsys, "compile", str(EXAMPLES / "mlp.top"), "-o", str(out), "--target", "cuda", "--json")
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["target"]["name"] == "cuda" and set(m["kernels"].values()) == {"dlight"}
+    if not tvm.cuda(0).exist:  # runs where a GPU is visible; here it must say why not, on one line
+        code, _, err = run(capsys, "run", str(out))
+        assert_one_line_error(code, err, "no CUDA GPU")

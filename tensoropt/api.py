@@ -118,6 +118,15 @@ def symbols_of(graph: Graph | Sequence[Any]) -> list[str]:
     return list(seen)
 
 
+def check_bindings(graph: Graph | Sequence[Any], bindings: Mapping[str, int], what: str = "graph") -> None:
+    """EvalError naming the first ``--bind`` symbol that no input of ``graph`` (or of the Values) has."""
+    known = symbols_of(graph)
+    unknown = sorted(set(bindings) - set(known))
+    if unknown:
+        raise EvalError(f"--bind {unknown[0]}: the {what} has no symbolic dim {unknown[0]!r} "
+                        f"(its symbols: {', '.join(known) or 'none'})")
+
+
 def random_inputs(graph: Graph, *, seed: int = 0, bindings: Mapping[str, int] | None = None,
                   default_dim: int = 4) -> dict[str, np.ndarray]:
     """Seeded random inputs for every graph input (see :func:`random_values`)."""

@@ -516,10 +516,7 @@ def bench(model: Any, example_inputs: Sequence[Any] | None = None, *,
         subject.onnx_model, subject.onnx_source = onnx_model, "given"
     label = label or subject.label
     binds = dict(bindings or {})
-    unknown = sorted(set(binds) - set(api.symbols_of(subject.graph)))
-    if unknown:
-        known = ", ".join(api.symbols_of(subject.graph)) or "none"
-        raise BenchError(f"--bind {unknown[0]}: the model has no symbolic dim {unknown[0]!r} (its symbols: {known})")
+    api.check_bindings(subject.graph, binds, what="model")
 
     tvm_n = tvm_threads(threads)
     say(f"compiling {label} with tensoropt ({target})")

@@ -118,10 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     api.verify(g)
     out_path = _check_output_path(args.output, (".npz",)) if args.output else None
     binds = _parse_bindings(args.bind)
-    unknown = sorted(set(binds) - set(api.symbols_of(g)))
-    if unknown:
-        known = ", ".join(api.symbols_of(g)) or "none"
-        raise EvalError(f"--bind {unknown[0]}: the graph has no symbolic dim {unknown[0]!r} (its symbols: {known})")
+    api.check_bindings(g, binds)
     if args.inputs and binds:
         raise EvalError("--bind sizes symbolic dims of --random inputs; with --inputs they come from the arrays")
     if args.inputs:

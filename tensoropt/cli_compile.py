@@ -87,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .cli import _parse_bindings
 
         binds = _parse_bindings(args.bind)
+        api.check_bindings(model.inputs, binds, what="compiled model")
         inputs = api.random_values(model.inputs, seed=args.seed, bindings=binds)
     t0 = time.perf_counter()
     outputs = model.run(inputs)

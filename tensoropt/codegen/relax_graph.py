@@ -10,7 +10,7 @@ Invariants of the module built here:
   uses it, so a dynamic dim compiles once;
 - a node lowers through its op's TE lowering in ``te_ops.LOWERINGS`` when it
   has one (ops without an Expr, multi-output ops), through ``te_fast.FAST``
-  where a specialised form measured faster (conv2d), else through the generic
+  where a specialised form pays (conv2d, batch-1 gemm, integer bit ops), else through the generic
   :class:`ExprLowerer` on its Expr (``expr`` nodes on ``node.expr``), and for
   attribute cases an Expr cannot state, through ``te_tables``. The
   PrimFunc is named after the op, so profiles and progress read naturally.
@@ -19,23 +19,18 @@ Invariants of the module built here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 from tvm import relax, te, tirx
 
 from ..errors import TensoroptError, UnsupportedError
 from ..ir.graph import Graph, Node
-from ..ir.types import FLOAT_DTYPES, TensorType
+from ..ir.types import DTYPES, FLOAT_DTYPES, TensorType
 from .lower_expr import ExprLowerer, cast_to, i64
 from .te_fast import FAST
 
-#: IR dtype -> TVM dtype string.
-TVM_DTYPES: dict[str, str] = {
-    "f32": "float32", "f64": "float64", "f16": "float16",
-    "i64": "int64", "i32": "int32", "i16": "int16", "i8": "int8",
-    "u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64",
-    "bool": "bool",
-}
+#: IR dtype -> TVM dtype string (NumPy's names, which TVM shares).
+TVM_DTYPES: dict[str, str] = {k: str(v) for k, v in DTYPES.items()}
 
 
 def compute_dtype(t: TensorType) -> str:
@@ -218,6 +213,3 @@ def to_relax(graph: Graph, registry: dict | None = None,
                     tuple(graph.outputs))
     return bb.get(), sig
 
-
-def symbol_names(graph: Graph) -> Sequence[str]:
-    return tuple(graph_symbols(graph))

@@ -5,7 +5,8 @@ with defaults, an :class:`~tensoropt.frontends.onnx_export_emit.Emitter`) that
 emits the ONNX node(s) computing the node's outputs under their IR names.
 Ops whose ONNX twin does not exist at the requested opset are decomposed
 (``gelu`` below opset 20, in the registry's own operation order), lowered
-through their registry Expr definition (``cumprod`` below opset 26), or
+through their registry Expr definition (``cumprod`` below opset 26; ``g2bmm``
+and ``gbmm``, which have no ONNX twin at all), or
 refused with an :class:`UnsupportedError` that names the node and says why.
 
 Invariants: every registry op has an entry (a test checks); where ONNX's
@@ -578,6 +579,8 @@ RULES: Mapping[str, Rule] = MappingProxyType({
     # linalg: matmul is NumPy matmul, which is ONNX MatMul (1-D operands included)
     "matmul": _direct("MatMul"), "batch_matmul": _direct("MatMul"), "gemm": _gemm,
     "einsum": lambda c: c.emit("Einsum", equation=astr(c.attrs, "equation")),
+    # banded attention has no ONNX twin: its Expr (shifted reads, zero past the band edge)
+    "g2bmm": _via_expr, "gbmm": _via_expr,
     # reductions
     "reduce_sum": _reduce("ReduceSum"), "reduce_mean": _reduce("ReduceMean"),
     "reduce_max": _reduce("ReduceMax"), "reduce_min": _reduce("ReduceMin"),

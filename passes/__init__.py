@@ -15,6 +15,7 @@ from .pipeline import (
     verify_enabled,
 )
 from . import dce, fold_constants, cse, fuse  # noqa: F401  (registers the passes)
+from .derive import derive  # noqa: F401,E402  (registers the derive pass)
 
 __all__ = [
     "PASSES",

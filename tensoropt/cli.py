@@ -243,6 +243,7 @@ _EXAMPLES = {
     "demo": "tensoropt demo",
     "compile": "tensoropt compile examples/conv_block.top -o conv_block.tvm && tensoropt run conv_block.tvm --bind batch=2",
     "run": "tensoropt run conv_block.tvm --inputs in.npz -o out.npz",
+    "derive": "tensoropt derive 'L[n:1, f:64, h:7, w:7] Sum[c:64, r:3, s:3] { %X[n, c, h + r - 1, w + s - 1] * %K[f, c, r, s] }' --shapes X=1x64x7x7,K=64x64x3x3 --depth 2",
     "bench": "tensoropt bench examples/mlp.top --against onnxruntime,tvm-relax -o bench.json --plot bench.png",
 }
 
@@ -299,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_compile import add_commands
 
     add_commands(add, model_help)
+
+    from .cli_derive import add_command as add_derive
+
+    add_derive(add, model_help)
 
     s = add("demo", cmd_demo, "run the bundled example end to end and print a report")
     s.add_argument("file", nargs="?", default=None, help="example to use (default: the bundled conv block)")

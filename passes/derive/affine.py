@@ -12,6 +12,7 @@ remainder whose range lies inside one period folds to a constant quotient.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -71,8 +72,10 @@ class Affine:
         return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def affine(e: Expr) -> Affine | None:
-    """Normal form of an affine integer index expression, or None."""
+    """Normal form of an affine integer index expression, or None (memoized: the
+    search asks for the same index nodes many times)."""
     if isinstance(e, Iter):
         return Affine(((e.name, 1),))
     if isinstance(e, Const):

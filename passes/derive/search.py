@@ -148,6 +148,7 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
     frontier = [start]
     states, level, stopped, found = 1, 0, "depth", None
     per_level = [1]
+    shown = t0
     if goal is not None and goal(start):
         return SearchResult(start, [], 1, time.monotonic() - t0, 0, "goal", start, per_level)
     while frontier and level < depth:
@@ -187,7 +188,8 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
                     break
             if stopped == "time":
                 break
-            if progress is not None:
+            if progress is not None and time.monotonic() - shown > 0.5:
+                shown = time.monotonic()
                 progress(level, states)
         per_level.append(len(nxt))
         if stopped == "time":

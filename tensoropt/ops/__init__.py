@@ -2,6 +2,7 @@
 
 Op modules by concern: :mod:`.elementwise` (unary/binary maps, where),
 :mod:`.nn` (conv, pooling, norms, softmax), :mod:`.linalg` (matmul, gemm),
+:mod:`.band` (banded attention products g2bmm, gbmm),
 :mod:`.reduce`, :mod:`.movement` (reshape-like, slicing, gathers, casts).
 Shared shape arithmetic is in :mod:`.shapes`.
 """
@@ -13,7 +14,7 @@ from typing import Mapping, Sequence
 from ..errors import ShapeError
 from ..ir.graph import AttrValue
 from ..ir.types import TensorType
-from . import elementwise, indexing, linalg, movement, nn, reduce, resize, scan, spatial  # noqa: F401  (registration)
+from . import band, elementwise, indexing, linalg, movement, nn, reduce, resize, scan, spatial  # noqa: F401  (registration)
 from .registry import REGISTRY, AttrSpec, Cost, OpRules, get_op, register
 
 __all__ = ["REGISTRY", "AttrSpec", "Cost", "OpRules", "get_op", "register", "infer_node_types"]

@@ -51,7 +51,7 @@ KNOWN_OPS = frozenset({
     "bitwise_or", "bitwise_xor", "cast", "ceil", "clip", "concat", "conv2d", "conv3d",
     "conv_transpose2d", "conv_transpose3d", "cos", "cosh", "cumprod", "cumsum", "div",
     "dropout", "einsum", "embedding", "equal", "erf", "exp", "expand", "flatten", "floor",
-    "fmod", "gather", "gather_elements", "gather_nd", "gelu", "gemm", "global_avgpool",
+    "fmod", "g2bmm", "gather", "gather_elements", "gather_nd", "gbmm", "gelu", "gemm", "global_avgpool",
     "global_maxpool", "greater", "identity", "layernorm", "leaky_relu", "less", "log",
     "log_softmax", "lrn", "matmul", "max", "maxpool2d", "maxpool3d", "min", "mod", "mul", "neg",
     "onehot", "pad", "pow", "reciprocal", "reduce_max", "reduce_mean", "reduce_min",

@@ -215,6 +215,51 @@ add("gemm", [rnd(4, 3), rnd(5, 4)], lambda xs: [xs[0].T @ xs[1].T], "trans",
 add("gemm", [rnd(3, 4), rnd(5, 4), rnd(3, 1)], lambda xs: [xs[0] @ xs[1].T + xs[2]], "col",
     trans_b=1)
 
+# -- banded attention (Longformer) ----------------------------------------------------------
+
+
+def naive_g2bmm(width: int, dilation: int = 1) -> Ref:
+    """Y[b, i, w] = A[b, i, :] . B[b, i + D*(w - W), :], rows outside [0, m) reading 0."""
+
+    def ref(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        a, b = xs
+        nb, m, k = a.shape
+        y = np.zeros((nb, m, 2 * width + 1))
+        for bb, i, w in itertools.product(range(nb), range(m), range(2 * width + 1)):
+            r = i + dilation * (w - width)
+            if 0 <= r < m:
+                y[bb, i, w] = sum(float(a[bb, i, kk]) * float(b[bb, r, kk]) for kk in range(k))
+        return [y.astype(a.dtype)]
+
+    return ref
+
+
+def naive_gbmm(width: int, dilation: int = 1) -> Ref:
+    """Y[b, i, j] = sum_w P[b, i, w] * V[b, i + D*(w - W), j], rows outside [0, m) reading 0."""
+
+    def ref(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        p, v = xs
+        nb, m, n = v.shape
+        y = np.zeros((nb, m, n))
+        for bb, i, j in itertools.product(range(nb), range(m), range(n)):
+            for w in range(2 * width + 1):
+                r = i + dilation * (w - width)
+                if 0 <= r < m:
+                    y[bb, i, j] += float(p[bb, i, w]) * float(v[bb, r, j])
+        return [y.astype(v.dtype)]
+
+    return ref
+
+
+add("g2bmm", [rnd(2, 7, 4), rnd(2, 7, 4)], naive_g2bmm(2), "w2", width=2)
+add("g2bmm", [rnd(1, 9, 3), rnd(1, 9, 3)], naive_g2bmm(2, 3), "w2-dil3", width=2, dilation=3)
+add("g2bmm", [rnd(2, 5, 3), rnd(2, 5, 3)], naive_g2bmm(0), "w0", width=0)
+add("g2bmm", [rnd(1, 3, 2), rnd(1, 3, 2)], naive_g2bmm(4, 2), "band-past-rows", width=4, dilation=2)
+add("gbmm", [rnd(2, 7, 5), rnd(2, 7, 3)], naive_gbmm(2), "w2", width=2)
+add("gbmm", [rnd(1, 9, 5), rnd(1, 9, 4)], naive_gbmm(2, 3), "w2-dil3", width=2, dilation=3)
+add("gbmm", [rnd(2, 5, 1), rnd(2, 5, 3)], naive_gbmm(0), "w0", width=0)
+add("gbmm", [rnd(1, 3, 9), rnd(1, 3, 2)], naive_gbmm(4, 2), "band-past-rows", width=4, dilation=2)
+
 # -- reduce ---------------------------------------------------------------------------------
 
 xr = rnd(2, 3, 4)

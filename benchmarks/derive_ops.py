@@ -1,0 +1,200 @@
+"""Derived programs against direct lowering on OLLIE's operator set, on this CPU.
+
+For each operator (ResNet-18's 3x3 conv at 7x7x512, the ConvTranspose layers
+of the DCGAN and InfoGAN generators, FSRCNN's 5x5 conv and 9x9 deconv, a
+dilated Longformer-style G2BMM and GBMM) it runs the derivation search on the
+op's own Expr, measures the original node compiled by tensoropt's codegen
+("direct": the same rule-based schedules, no tuning on either side) and the
+best few derived programs (medians of TVM's timer), checks the chosen
+program equal to the original with the reference interpreter, and reports the
+speedup and the geometric mean. Writes benchmarks/results/derive_ops.{json,png}.
+
+    python benchmarks/derive_ops.py                  # all ops (~10-15 min on 2 cores)
+    python benchmarks/derive_ops.py --only dcgan --depth 4 --time 20 --no-save
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tensoropt.builder import GraphBuilder  # noqa: E402
+from tensoropt.interp import run_graph  # noqa: E402
+from tensoropt.ir.graph import Graph  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: (name, op, input shapes, which inputs are weights, attrs)
+OPS: list[tuple[str, str, list[tuple[int, ...]], tuple[int, ...], dict[str, Any]]] = [
+    ("resnet18 conv3x3 512@7x7", "conv2d", [(1, 512, 7, 7), (512, 512, 3, 3)], (1,), {"pads": [1, 1, 1, 1]}),
+    ("dcgan convT 512->256 @4", "conv_transpose2d", [(1, 512, 4, 4), (512, 256, 4, 4)], (1,),
+     {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("dcgan convT 256->128 @8", "conv_transpose2d", [(1, 256, 8, 8), (256, 128, 4, 4)], (1,),
+     {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("dcgan convT 128->64 @16", "conv_transpose2d", [(1, 128, 16, 16), (128, 64, 4, 4)], (1,),
+     {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("dcgan convT 64->3 @32", "conv_transpose2d", [(1, 64, 32, 32), (64, 3, 4, 4)], (1,),
+     {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("infogan convT 128->64 @7", "conv_transpose2d", [(1, 128, 7, 7), (128, 64, 4, 4)], (1,),
+     {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("infogan convT 64->1 @14", "conv_transpose2d", [(1, 64, 14, 14), (64, 1, 4, 4)], (1,),
+     {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("fsrcnn conv5x5 1->56 @32", "conv2d", [(1, 1, 32, 32), (56, 1, 5, 5)], (1,), {"pads": [2, 2, 2, 2]}),
+    ("fsrcnn deconv9x9 56->1 @32", "conv_transpose2d", [(1, 56, 32, 32), (56, 1, 9, 9)], (1,),
+     {"strides": [2, 2], "pads": [4, 4, 3, 3]}),
+    ("longformer g2bmm d4", "g2bmm", [(8, 512, 64), (8, 512, 64)], (), {"width": 32, "dilation": 4}),
+    ("longformer gbmm d4", "gbmm", [(8, 512, 65), (8, 512, 64)], (), {"width": 32, "dilation": 4}),
+]
+
+
+def op_graph(op: str, shapes: list[tuple[int, ...]], weights: tuple[int, ...], attrs: dict[str, Any],
+             seed: int = 0) -> Graph:
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(op)
+    names = []
+    for k, s in enumerate(shapes):
+        if k in weights:
+            names.append(b.const(f"w{k}", (rng.standard_normal(s) / math.sqrt(np.prod(s[1:]))).astype(np.float32)))
+        else:
+            names.append(b.input(f"x{k}", "f32", s))
+    return b.build(b.op(op, *names, **attrs))
+
+
+def torch_ms(op: str, g: Graph, attrs: dict[str, Any], repeat: int = 30) -> float | None:
+    """PyTorch eager time of the same op (context: a library peer), median ms; None if no equivalent."""
+    import torch
+    import torch.nn.functional as F
+
+    if op not in ("conv2d", "conv_transpose2d"):
+        return None
+    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+    x = torch.randn(*g.inputs[0].type.shape)
+    w = torch.from_numpy(np.asarray(g.weights[g.constants[0].name]))
+    pads = attrs["pads"]
+    if op == "conv2d":
+        def fn() -> Any:
+            return F.conv2d(x, w, padding=(pads[0], pads[1]))
+    else:
+        # ONNX-style asymmetric pads: crop (top, left) and output_padding for the rest
+        extra = (pads[0] - pads[2], pads[1] - pads[3])
+
+        def fn() -> Any:
+            return F.conv_transpose2d(x, w, stride=tuple(attrs["strides"]), padding=(pads[0], pads[1]),
+                                      output_padding=extra)
+    with torch.inference_mode():
+        for _ in range(3):
+            fn()
+        ts = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1e3)
+
+
+def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-30))
+
+
+def run_one(name: str, op: str, shapes: list[tuple[int, ...]], weights: tuple[int, ...], attrs: dict[str, Any],
+            depth: int, seconds: float) -> dict[str, Any]:
+    from tensoropt.passes.derive.derive import _expr_of, derive_expr
+
+    g = op_graph(op, shapes, weights, attrs)
+    node = g.nodes[0]
+    types = {k: v.type for k, v in g.values().items()}
+    values = {i: types[i] for i in node.inputs}
+    w = {i: np.asarray(g.weights[i]) for i in node.inputs if i in g.weights}
+    expr = _expr_of(node, types)
+    t0 = time.monotonic()
+    d = derive_expr(expr, values, w, depth=depth, time_limit=seconds, original=g, verify=True,
+                    progress=lambda m: print(f"\r  {m:<60}", end="", file=sys.stderr, flush=True))
+    print(file=sys.stderr)
+    # equality of the chosen program with the original on the same inputs (float32 interpreter)
+    rng = np.random.default_rng(1)
+    xs = {v.name: rng.uniform(-1, 1, size=v.type.shape).astype(np.float32) for v in g.inputs}
+    want = run_graph(g, xs)[g.outputs[0]]
+    assert d.program is not None
+    got = run_graph(d.program, {k: v for k, v in xs.items() if k in {i.name for i in d.program.inputs}})
+    diff = rel_diff(want, got[d.program.outputs[0]])
+    return {
+        "op": name, "kind": op, "shapes": shapes, "attrs": attrs,
+        "direct_ms": d.start_s * 1e3 if d.start_s else None,
+        "derived_ms": d.chosen_s * 1e3 if d.chosen_s else None,
+        "torch_ms": torch_ms(op, g, attrs),
+        "speedup": d.speedup, "program": d.chosen.program if d.chosen is not d.start else "(original kept)",
+        "depth": d.chosen.depth, "steps": len(d.chosen.path),
+        "states": d.search.states, "search_s": round(d.search.seconds, 2), "stopped": d.search.stopped,
+        "measured": [{"program": c.program, "ms": t * 1e3} for c, t in d.measured],
+        "max_rel_diff_vs_original": diff, "wall_s": round(time.monotonic() - t0, 1),
+        "path": [f"{s.rule} {s.param}" + (" (guided)" if s.guided else "") for s in d.chosen.path],
+    }
+
+
+def plot(rows: list[dict[str, Any]], gm: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tensoropt.atomic import atomic_write
+
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
+    names = [r["op"] for r in rows]
+    sp = [r["speedup"] or 1.0 for r in rows]
+    ax.barh(names, sp, color=["tab:green" if s > 1.0 else "tab:gray" for s in sp])
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.axvline(gm, color="tab:blue", ls="--", lw=1, label=f"geometric mean {gm:.2f}x")
+    ax.set_xscale("log")
+    ax.set_xlabel("speedup of the derived program over direct lowering (x, log scale)")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    ax.set_title("tensoropt derive: OLLIE's operator set, this CPU")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=None, help="regex on op names")
+    ap.add_argument("--depth", type=int, default=5)
+    ap.add_argument("--time", type=float, default=40.0, help="search seconds per op")
+    ap.add_argument("--no-save", action="store_true")
+    args = ap.parse_args(argv)
+    from tensoropt.atomic import atomic_write_text
+    from tensoropt.bench import machine_info
+
+    rows = []
+    for name, op, shapes, weights, attrs in OPS:
+        if args.only and not re.search(args.only, name):
+            continue
+        print(f"{name}", file=sys.stderr)
+        r = run_one(name, op, shapes, weights, attrs, args.depth, args.time)
+        rows.append(r)
+        print(f"  direct {r['direct_ms']:.4g} ms  derived {r['derived_ms']:.4g} ms  {r['speedup']:.2f}x  "
+              f"(torch {r['torch_ms'] if r['torch_ms'] is None else round(r['torch_ms'], 4)} ms)  {r['program']}  depth {r['depth']}  {r['states']} states  diff {r['max_rel_diff_vs_original']:.1e}",
+              flush=True)
+    sps = [r["speedup"] for r in rows if r["speedup"]]
+    gm = math.exp(sum(math.log(s) for s in sps) / len(sps)) if sps else float("nan")
+    print(f"geometric mean speedup: {gm:.2f}x over {len(sps)} ops")
+    if not args.no_save:
+        RESULTS.mkdir(exist_ok=True)
+        doc = {"machine": machine_info(), "depth": args.depth, "search_seconds": args.time,
+               "geomean_speedup": gm, "rows": rows}
+        atomic_write_text(RESULTS / "derive_ops.json", json.dumps(doc, indent=2, default=str) + "\n")
+        plot(rows, gm, RESULTS / "derive_ops.png")
+        print(f"wrote {RESULTS / 'derive_ops.json'} and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

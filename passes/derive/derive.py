@@ -1,0 +1,254 @@
+"""The ``derive`` pass and the driver the CLI shares: search, measure, keep what is faster.
+
+``derive_expr`` searches derivations of one expression, instantiates the
+start and the best few candidates (by static estimate, one per distinct
+program shape), measures each compiled program with TVM (cached on disk by
+printed program, target and machine) and returns a :class:`Derivation` with
+the path, the programs and their times. The pass replaces a node by its
+derived program only when that measures faster, and checks every step of
+the chosen path against the float64 interpreter when ``TENSOROPT_VERIFY=1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+
+from tensoropt.errors import TensoroptError
+from tensoropt.ir.expr import Scope
+from tensoropt.ir.graph import Graph, Node, Value
+from tensoropt.ir.printer import print_expr, print_graph
+from tensoropt.ir.types import TensorType
+
+from ..pipeline import Pass, register_pass, verify_enabled
+from .check import check_step
+from .instantiate import instantiate
+from .search import Candidate, SearchResult, search
+
+#: op-set names accepted by ``ops=`` -> registry ops
+OP_SETS = {
+    "conv2d": ("conv2d",),
+    "conv-transpose": ("conv_transpose2d",),
+    "matmul": ("matmul", "batch_matmul"),
+    "band": ("g2bmm", "gbmm"),
+}
+#: a derived program must beat the original by this factor (timer noise)
+MARGIN = 0.97
+
+
+@dataclass
+class Derivation:
+    """What ``derive_expr`` found and measured for one expression."""
+
+    start: Candidate
+    search: SearchResult
+    chosen: Candidate
+    measured: list[tuple[Candidate, float]] = field(default_factory=list)  # (candidate, median s)
+    start_s: float | None = None
+    chosen_s: float | None = None
+    program: Graph | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        if self.start_s is None or self.chosen_s is None:
+            return None
+        return self.start_s / self.chosen_s
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "start": print_expr(self.start.expr),
+            "start_program": self.start.program,
+            "path": [{"rule": s.rule, "param": s.param, "guided": s.guided, "expr": print_expr(s.expr)}
+                     for s in self.chosen.path],
+            "depth": self.chosen.depth,
+            "program": self.chosen.program,
+            "program_text": print_graph(self.program) if self.program is not None else None,
+            "states": self.search.states,
+            "search_s": round(self.search.seconds, 3),
+            "stopped": self.search.stopped,
+            "start_ms": None if self.start_s is None else self.start_s * 1e3,
+            "derived_ms": None if self.chosen_s is None else self.chosen_s * 1e3,
+            "speedup": self.speedup,
+            "measured": [{"program": c.program, "depth": c.depth, "ms": t * 1e3} for c, t in self.measured],
+        }
+
+
+def _distinct(cands: list[Candidate], top: int) -> list[Candidate]:
+    seen, out = set(), []
+    for c in sorted(cands, key=lambda c: c.estimate_s):
+        if c.program in seen or c.estimate_s == float("inf"):
+            continue
+        seen.add(c.program)
+        out.append(c)
+        if len(out) == top:
+            break
+    return out
+
+
+def check_path(start: Scope, cand: Candidate, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Every step of ``cand``'s path equal to the one before (float64, whole output)."""
+    prev = start
+    for k, step in enumerate(cand.path, 1):
+        check_step(prev, step.expr, shapes, f"{k} ({step.rule} {step.param})")
+        prev = step.expr
+
+
+def derive_expr(expr: Scope, values: Mapping[str, TensorType], weights: Mapping[str, np.ndarray] | None = None, *,
+                depth: int = 6, time_limit: float = 60.0, measure: bool = True, top: int = 4,
+                target: str = "llvm", verify: bool | None = None, original: Graph | None = None,
+                progress: Callable[[str], None] | None = None) -> Derivation:
+    """Search, measure and choose (see the module docstring).
+
+    ``original`` is the program the derived ones must beat (a graph node's own
+    lowering); by default the start expression's instantiation.
+    """
+    from .measure import measure_graph
+
+    weights = dict(weights or {})
+    shapes = {n: tuple(int(d) for d in t.shape) for n, t in values.items()}  # type: ignore[misc]
+    res = search(expr, values, weights, depth=depth, time_limit=time_limit,
+                 progress=(lambda lvl, n: progress(f"depth {lvl}: {n} states")) if progress else None)
+    cands = _distinct(res.candidates, top)
+    out = Derivation(res.start, res, res.start)
+    if not measure:
+        best = min([res.start] + cands, key=lambda c: c.estimate_s)
+        out.chosen = best
+        out.program = instantiate(best.expr, values, weights)[0]
+        return out
+    def timed(c: Candidate) -> float:
+        g, _ = instantiate(c.expr, values, weights)
+        if progress:
+            progress(f"measuring {c.program}")
+        return measure_graph(g, target).median_s
+
+    if original is not None:
+        if progress:
+            progress("measuring the original")
+        out.start_s = measure_graph(original, target).median_s
+    else:
+        out.start_s = timed(res.start)
+    best_s, best = out.start_s, res.start
+    for c in cands:
+        try:
+            t = timed(c)
+        except TensoroptError as e:  # a candidate codegen cannot build is skipped, not fatal
+            if progress:
+                progress(f"skipped {c.program}: {e}")
+            continue
+        out.measured.append((c, t))
+        if t < best_s * MARGIN:
+            best_s, best = t, c
+    out.chosen, out.chosen_s = best, best_s
+    out.program = instantiate(best.expr, values, weights)[0]
+    if verify if verify is not None else verify_enabled():
+        check_path(expr, best, shapes)
+    return out
+
+
+def _expr_of(node: Node, types: Mapping[str, TensorType]) -> Scope | None:
+    from tensoropt.ops import REGISTRY
+
+    rules = REGISTRY.get(node.op)
+    if rules is None or rules.expr is None:
+        return None
+    ts = [types[i] for i in node.inputs]
+    if not all(isinstance(d, int) for t in ts for d in t.shape) or ts[0].dtype not in ("f32", "f64"):
+        return None
+    return rules.expr(list(node.inputs), ts, rules.with_defaults(node.attrs))
+
+
+def node_graph(node: Node, types: Mapping[str, TensorType], weights: Mapping[str, np.ndarray]) -> Graph:
+    """A graph of ``node`` alone: its inputs (weights as consts) and its outputs."""
+    ins = tuple(Value(i, types[i]) for i in dict.fromkeys(node.inputs) if i not in weights)
+    consts = tuple(Value(i, types[i]) for i in dict.fromkeys(node.inputs) if i in weights)
+    return Graph(f"{node.op}", ins, consts, (node,), node.output_names, dict(weights))
+
+
+def splice(graph: Graph, node: Node, program: Graph) -> tuple[Node, ...]:
+    """The program's nodes with fresh internal names; its output renamed to the node's."""
+    taken = set(graph.values())
+    out = node.output_names[0]
+    ren = {program.outputs[0]: out}
+    for n in program.nodes:
+        for v in n.output_names:
+            if v not in ren:
+                base, k = f"{out}.d.{v}", 0
+                name = base
+                while name in taken:
+                    k += 1
+                    name = f"{base}.{k}"
+                taken.add(name)
+                ren[v] = name
+    new = []
+    for n in program.nodes:
+        expr = n.expr
+        if expr is not None:
+            from tensoropt.ir.expr import rename_tensors
+
+            expr = rename_tensors(expr, {a: ren[a] for a in n.inputs if a in ren})  # type: ignore[assignment]
+        outs = tuple(Value(ren[v.name], v.type) for v in n.outputs)
+        new.append(Node(n.op, tuple(ren.get(i, i) for i in n.inputs), outs, n.attrs, expr))
+    return tuple(new)
+
+
+@register_pass
+@dataclass(frozen=True)
+class Derive(Pass):
+    """Rewrite compute nodes into derived programs that measure faster (OLLIE style).
+
+    Options: ``depth`` (explorative rule applications), ``time`` (search
+    seconds per node), ``ops`` (``+``-separated op sets: conv2d,
+    conv-transpose, matmul, band), ``measure`` (false: pick by static estimate
+    only), ``top`` (candidates measured per node). Guarantees: a node changes
+    only when its derived program measured faster than its own lowering; the
+    graph's inputs, outputs and values are unchanged; every step is an
+    equality (checked numerically when ``TENSOROPT_VERIFY=1``).
+    """
+
+    name: ClassVar[str] = "derive"
+    depth: int = 6
+    time: float = 60.0
+    ops: str = "conv2d+conv-transpose+matmul"
+    measure: bool = True
+    top: int = 4
+
+    def __post_init__(self) -> None:
+        if self.depth < 0:
+            raise ValueError(f"option 'depth' of derive must be >= 0, got {self.depth}")
+        if self.time <= 0:
+            raise ValueError(f"option 'time' of derive must be > 0, got {self.time}")
+        bad = [o for o in self.ops.split("+") if o not in OP_SETS]
+        if bad:
+            raise ValueError(f"option 'ops' of derive: unknown op set {bad[0]!r}; valid: {', '.join(OP_SETS)}")
+
+    def op_names(self) -> set[str]:
+        return {op for o in self.ops.split("+") for op in OP_SETS[o]}
+
+    def apply(self, graph: Graph, report: list[tuple[str, Derivation]] | None = None,
+              progress: Callable[[str], None] | None = None) -> Graph:
+        types = {k: v.type for k, v in graph.values().items()}
+        consts = {c.name for c in graph.constants}
+        ops = self.op_names()
+        nodes: list[Node] = []
+        changed = False
+        for node in graph.nodes:
+            expr = _expr_of(node, types) if node.op in ops else None
+            if expr is None:
+                nodes.append(node)
+                continue
+            values = {i: types[i] for i in dict.fromkeys(node.inputs)}
+            weights = {i: np.asarray(graph.weights[i]) for i in values if i in consts and i in graph.weights}
+            if progress:
+                progress(f"{node.op} %{node.output_names[0]}")
+            d = derive_expr(expr, values, weights, depth=self.depth, time_limit=self.time, measure=self.measure,
+                            top=self.top, progress=progress, original=node_graph(node, types, weights))
+            if report is not None:
+                report.append((node.output_names[0], d))
+            if d.chosen is d.start or d.program is None:
+                nodes.append(node)
+                continue
+            nodes.extend(splice(graph, node, d.program))
+            changed = True
+        return graph.replace(nodes=tuple(nodes)) if changed else graph

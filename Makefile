@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/onnx_conformance.py
 	$(BIN)/python benchmarks/gemm_speed.py
 	$(BIN)/python benchmarks/model_speed.py
+	$(BIN)/python benchmarks/derive_references.py
+	$(BIN)/python benchmarks/derive_ops.py
+	$(BIN)/python benchmarks/derive_e2e.py
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy tensoropt/ir

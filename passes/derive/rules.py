@@ -480,6 +480,18 @@ RULES: dict[str, Rule] = {r.name: r for r in (
 # Normalization: exact clean-ups applied after every rule (cost no depth)
 
 
+def _tighten(d: IterDef, body: Expr, site: Site, ranges: Ranges) -> tuple[IterDef, Expr, Ranges, int] | None:
+    """Shrink ``d`` to its guarded range and shift it to start 0 (``x = lo + x'``);
+    None when it already is. Returns the new def, body, ranges and ``lo``."""
+    lo, hi = guarded_range(d.name, body, site, ranges)
+    if hi < lo or ((lo, hi) == iter_range(d) and lo == 0):
+        return None
+    new_ranges = dict(ranges)
+    new_ranges[d.name] = (0, hi - lo)
+    body = simplify_body(substitute_iters(body, {d.name: Iter(d.name) + lo}), new_ranges)
+    return IterDef(d.name, hi - lo + 1), body, new_ranges, lo
+
+
 def _normalize_site(site: Site) -> Expr | None:
     """Tighten, shift to start 0 and drop what a nested scope does not need."""
     s = site.scope
@@ -491,20 +503,10 @@ def _normalize_site(site: Site) -> Expr | None:
         for k, d in enumerate(sums):
             if not isinstance(d.extent, int):
                 continue
-            lo, hi = guarded_range(d.name, body, site, ranges)
-            if hi < lo:
-                continue
-            if (lo, hi) != iter_range(d) or lo != 0:
-                # tighten, then shift to start 0: s = lo + s'
-                sums[k] = IterDef(d.name, hi - lo + 1)
-                ranges = dict(ranges)
-                ranges[d.name] = (0, hi - lo)
-                body = simplify_body(substitute_iters(body, {d.name: Iter(d.name) + lo}), ranges)
+            got = _tighten(d, body, site, ranges)
+            if got is not None:
+                sums[k], body, ranges, _ = got
                 changed = True
-        for d in [d for d in sums if d.extent == 1]:
-            sums.remove(d)
-            body = simplify_body(substitute_iters(body, {d.name: Const(d.start)}), ranges)
-            changed = True
     travs = list(s.travs)
     values = list(identity_values(s))
     if not site.is_root and site.access.pad == 0.0 and s.reduce in ("Sum",) and all(
@@ -516,15 +518,10 @@ def _normalize_site(site: Site) -> Expr | None:
                 del travs[k], values[k]
                 changed = True
                 continue
-            lo, hi = guarded_range(d.name, body, site, ranges)
-            if hi < lo:
-                continue
-            if (lo, hi) != iter_range(d) or lo != 0:
-                travs[k] = IterDef(d.name, hi - lo + 1)
+            got = _tighten(d, body, site, ranges)
+            if got is not None:
+                travs[k], body, ranges, lo = got
                 values[k] = Iter(d.name) - lo
-                ranges = dict(ranges)
-                ranges[d.name] = (0, hi - lo)
-                body = simplify_body(substitute_iters(body, {d.name: Iter(d.name) + lo}), ranges)
                 changed = True
     if not changed:
         return None

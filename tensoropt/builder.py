@@ -88,6 +88,10 @@ class GraphBuilder:
         self._nodes.append(Node("expr", tensor_names(scope), (Value(out, t),), {}, scope))
         return out
 
+    def __len__(self) -> int:
+        """Number of nodes added so far (a mark to :meth:`undo` back to)."""
+        return len(self._nodes)
+
     def undo(self) -> None:
         """Remove the last node added (and its output names), as if never added.
 

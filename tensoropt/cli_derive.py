@@ -69,14 +69,14 @@ def _derive_expr(args: argparse.Namespace, p: Any, progress: Callable[[str], Non
     from tensoropt.ir.types import TensorType
     from tensoropt.passes.derive.derive import derive_expr
 
+    if args.output:
+        raise DeriveInputError("-o applies to a model argument; for an Expr use --json to keep the result")
     expr = parse_expr(args.target, "<expr>")
     shapes = parse_shapes(args.shapes or "")
     from tensoropt.ir.expr import walk, Scope
+    from tensoropt.ir.verify import verify_expr
 
-    names: set[str] = set(tensor_names(expr))
-    for n in walk(expr):
-        if isinstance(n, Scope):
-            names |= set(tensor_names(n))
+    names: set[str] = set(tensor_names(expr))  # nested scopes' reads included
     missing = sorted(names - set(shapes))
     if missing:
         raise DeriveInputError(f"--shapes: no shape for tensor %{missing[0]} (the Expr reads "
@@ -84,6 +84,7 @@ def _derive_expr(args: argparse.Namespace, p: Any, progress: Callable[[str], Non
     if not all(isinstance(d.extent, int) for n in walk(expr) if isinstance(n, Scope) for d in n.travs + n.sums):
         raise DeriveInputError("the Expr has a symbolic extent; derive needs integer extents")
     values = {n: TensorType("f32", shapes[n]) for n in sorted(names)}
+    verify_expr(expr, values, "<expr>")  # arity, bound iterators, index forms: one located line
     d = derive_expr(expr, values, {}, depth=p.depth, time_limit=p.time, measure=p.measure, top=p.top,
                     progress=progress)
     if progress:

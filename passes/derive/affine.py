@@ -126,10 +126,7 @@ def _floor_parts(a: Affine, p: int, ranges: Ranges) -> tuple[Affine, Affine] | N
         return None
     lo_q, hi_q = b[0] // p, b[1] // p
     if lo_q != hi_q:
-        if not whole:
-            return None
-        # only the multiples move out: (p*q + r) // p == q + r // p exactly
-        return None
+        return None  # the remainder spans periods: the caller keeps a division
     r = Affine.of(dict(rest.terms), rest.const - lo_q * p)
     return Affine.of(whole, lo_q), r
 
@@ -191,13 +188,11 @@ def simplify_body(e: Expr, ranges: Ranges) -> Expr:
         return simplify_scope(e, ranges)
     if isinstance(e, Call):
         args = tuple(simplify_body(a, ranges) for a in e.args)
-        if e.fn in ("eq", "ne") and all(isinstance(a, Const) for a in args):
-            same = args[0] == args[1]
-            return Const(1.0 if same == (e.fn == "eq") else 0.0)
         if e.fn in ("eq", "ne"):
             args = tuple(simplify_index(a, ranges) for a in args)
             if all(isinstance(a, Const) for a in args):
-                same = args[0] == args[1]
+                # numeric comparison: 0 == 0.0, NaN != NaN (structural Const equality differs)
+                same = float(args[0].value) == float(args[1].value)  # type: ignore[union-attr]
                 return Const(1.0 if same == (e.fn == "eq") else 0.0)
         if e.fn == "where" and isinstance(args[0], Const):
             return args[1] if args[0].value != 0 else args[2]

@@ -15,7 +15,7 @@ import numpy as np
 
 from tensoropt.errors import TensoroptError
 from tensoropt.interp import evaluate_expr
-from tensoropt.ir.expr import Scope, tensor_names, walk
+from tensoropt.ir.expr import Scope, tensor_names
 
 #: relative tolerance of a float64 comparison (sums of a few thousand terms)
 RTOL = 1e-9
@@ -30,25 +30,22 @@ def random_inputs(shapes: Mapping[str, tuple[int, ...]], seed: int = 0) -> dict[
     return {n: rng.uniform(-1.0, 1.0, size=s) for n, s in sorted(shapes.items())}
 
 
-def _names(e: Scope) -> set[str]:
-    out = set(tensor_names(e))
-    for n in walk(e):
-        if isinstance(n, Scope):
-            out |= set(tensor_names(n))
-    return out
-
-
 def difference(a: Scope, b: Scope, shapes: Mapping[str, tuple[int, ...]], seed: int = 0) -> float:
-    """Max |a - b| / max(1, max |a|) on random float64 inputs (inf for a shape change)."""
-    used = {n: shapes[n] for n in _names(a) | _names(b)}
-    xs = random_inputs(used, seed)
-    ya = evaluate_expr(a, xs, dtype=np.float64)
-    yb = evaluate_expr(b, xs, dtype=np.float64)
-    if ya.shape != yb.shape:
-        return float("inf")
-    if ya.size == 0:
-        return 0.0
-    return float(np.max(np.abs(ya - yb)) / max(1.0, float(np.max(np.abs(ya)))))
+    """Max |a - b| / max(1, max |a|) on random float64 inputs (inf for a shape change).
+
+    Two input sets: uniform in [-1, 1], and the same shifted to [-2, -1] so that
+    a lost pad under ``Max``/``Min`` (0 read where ``-inf`` was) shows too.
+    """
+    used = {n: shapes[n] for n in set(tensor_names(a)) | set(tensor_names(b))}
+    worst = 0.0
+    for xs in (random_inputs(used, seed), {k: v * 0.5 - 1.5 for k, v in random_inputs(used, seed).items()}):
+        ya = evaluate_expr(a, xs, dtype=np.float64)
+        yb = evaluate_expr(b, xs, dtype=np.float64)
+        if ya.shape != yb.shape:
+            return float("inf")
+        if ya.size:
+            worst = max(worst, float(np.max(np.abs(ya - yb)) / max(1.0, float(np.max(np.abs(ya))))))
+    return worst
 
 
 def check_step(before: Scope, after: Scope, shapes: Mapping[str, tuple[int, ...]], what: str) -> None:

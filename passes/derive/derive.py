@@ -18,7 +18,7 @@ import numpy as np
 
 from tensoropt.errors import TensoroptError
 from tensoropt.ir.expr import Scope
-from tensoropt.ir.graph import Graph, Node, Value
+from tensoropt.ir.graph import Graph, Node, Value, Weights
 from tensoropt.ir.printer import print_expr, print_graph
 from tensoropt.ir.types import TensorType
 
@@ -95,6 +95,27 @@ def check_path(start: Scope, cand: Candidate, shapes: Mapping[str, tuple[int, ..
         prev = step.expr
 
 
+def check_program(expr: Scope, program: Graph, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """The instantiated program computes ``expr`` (float64 interpreter, whole output)."""
+    from tensoropt.errors import TensoroptError as _E
+    from tensoropt.interp import evaluate_expr, run_graph
+
+    from .check import RTOL, DerivationError, random_inputs
+
+    # f32-representable values: the program's weights are f32 constants
+    xs = {k: v.astype(np.float32).astype(np.float64) for k, v in random_inputs(shapes, seed=11).items()}
+    want = evaluate_expr(expr, xs, dtype=np.float64)
+    feed = {v.name: xs[v.name].astype(np.float32) for v in program.inputs}
+    consts = Weights({c.name: xs[c.name].astype(np.float32) for c in program.constants})
+    try:
+        got = run_graph(program.replace(weights=consts), feed, dtype="f64")[program.outputs[0]]
+    except _E as e:
+        raise DerivationError(f"the instantiated program does not run: {e}") from None
+    d = float(np.max(np.abs(want - got)) / max(1.0, float(np.max(np.abs(want))))) if want.size else 0.0
+    if not d <= RTOL:
+        raise DerivationError(f"the instantiated program differs from its expression (relative {d:.3g})")
+
+
 def derive_expr(expr: Scope, values: Mapping[str, TensorType], weights: Mapping[str, np.ndarray] | None = None, *,
                 depth: int = 6, time_limit: float = 60.0, measure: bool = True, top: int = 4,
                 target: str = "llvm", verify: bool | None = None, original: Graph | None = None,
@@ -144,6 +165,7 @@ def derive_expr(expr: Scope, values: Mapping[str, TensorType], weights: Mapping[
     out.program = instantiate(best.expr, values, weights)[0]
     if verify if verify is not None else verify_enabled():
         check_path(expr, best, shapes)
+        check_program(expr, out.program, shapes)
     return out
 
 
@@ -217,6 +239,8 @@ class Derive(Pass):
     def __post_init__(self) -> None:
         if self.depth < 0:
             raise ValueError(f"option 'depth' of derive must be >= 0, got {self.depth}")
+        if self.top < 1:
+            raise ValueError(f"option 'top' of derive must be >= 1, got {self.top}")
         if self.time <= 0:
             raise ValueError(f"option 'time' of derive must be > 0, got {self.time}")
         bad = [o for o in self.ops.split("+") if o not in OP_SETS]

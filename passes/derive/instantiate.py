@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tensoropt.builder import GraphBuilder
+from tensoropt.errors import TensoroptError
 from tensoropt.ir.expr import Access, Expr, Iter, IterDef, Scope, free_iters, substitute_iters
 from tensoropt.ir.graph import Graph
 from tensoropt.ir.types import TensorType
@@ -101,11 +102,17 @@ def _plain(acc: Access, ctx: _Ctx, ranges: Mapping[str, tuple[int, int]]) -> lis
     return names if acc.pad == 0.0 else None
 
 
+class NoMatch(Exception):
+    """A matcher cannot express the scope as its operator (the next one is tried)."""
+
+
 def _operand(ctx: _Ctx, acc: Access, s: Scope, want: Sequence[Sequence[str]]) -> str:
     """The tensor read by ``acc`` laid out as ``want`` (groups of iterators)."""
     ranges = scope_ranges(s)
     have = _plain(acc, ctx, ranges)
     order = [n for g in want for n in g]
+    if not free_iters(Scope((), (), acc)) <= set(order):
+        raise NoMatch("the operand reads an iterator the operator does not index it by")
     if have is not None and sorted(have) == sorted(order):
         return _arrange(ctx, acc.source, have, want)  # type: ignore[arg-type]
     # repair: a layout kernel copies the read in the wanted order
@@ -119,8 +126,9 @@ def _contraction(s: Scope) -> tuple[Access, Access] | None:
     if s.reduce != "Sum" or not s.sums:
         return None
     masks, terms = factors(s.body)
-    if masks or len(terms) != 2 or not all(isinstance(t, Access) and isinstance(t.source, str) for t in terms):
-        return None
+    if masks or len(terms) != 2 or not all(isinstance(t, Access) and isinstance(t.source, str) and t.pad == 0.0
+                                           for t in terms):
+        return None  # operators read zero outside their operands: only pad-0 reads map onto them
     return terms[0], terms[1]  # type: ignore[return-value]
 
 
@@ -180,6 +188,8 @@ def match_conv(ctx: _Ctx, s: Scope) -> str | None:
         if None in sp:
             continue
         (h, sh, r, dh, oh), (w, sw, t, dw, ow) = sp  # type: ignore[misc]
+        if len({c_e.name, r, t}) != 3 or {c_e.name, r, t} != sums:
+            continue  # conv2d sums over exactly channels and the two taps
         ik = free_iters(Scope((), (), k))
         if n_e.name in ik or not {c_e.name, r, t} <= ik or (ik - {c_e.name, r, t}) & sums:
             continue
@@ -273,8 +283,8 @@ def _band(ctx: _Ctx, s: Scope, a: Access, b: Access, travs: list[str], sums: lis
                 brow = restp + Affine.of({x: ci})
                 bread = Access(b.source, b.indices[:kdim] + (brow.expr(),) + b.indices[kdim + 1:])
                 inner = [n for n in sums if n != w] if g2 else [t for t in travs if t not in batch + [i]]
-                if gb and any(n in ia for n in inner):
-                    continue
+                if gb and (any(n in ia for n in inner) or sums != [w]):
+                    continue  # gbmm sums over the band only
                 if g2 and not all(n in ia for n in inner):
                     continue
                 defs = {d.name: d for d in s.travs + s.sums}
@@ -350,7 +360,11 @@ def merge_root(root: Scope) -> Scope:
             return root
     taken = {d.name for d in root.travs}
     ren = {d.name: f"{d.name}_{k}" for k, d in enumerate(inner.sums)}
-    ren = {k: v if v not in taken else v + "_" for k, v in ren.items()}
+    for k, v in list(ren.items()):
+        while v in taken:
+            v += "_"
+        ren[k] = v
+        taken.add(v)
     mapping: dict[str, Expr] = {d.name: i + d.start for i, d in zip(acc.indices, inner.travs)}
     mapping.update({k: Iter(v) for k, v in ren.items()})
     sums = tuple(IterDef(ren[d.name], d.extent, d.start) for d in inner.sums)
@@ -387,18 +401,17 @@ def _emit(ctx: _Ctx, s: Scope, name: str | None, library: bool) -> str:
     flat = Scope(s.travs, s.sums, body, s.reduce)
     if library:
         for m in MATCHERS:
-            mark, omark = len(ctx.b._nodes), len(ctx.ops)
+            mark, omark = len(ctx.b), len(ctx.ops)
             try:
                 out = m(ctx, flat)
-            except Exception:  # a matcher that cannot build its op falls through
+            except (NoMatch, TensoroptError):  # an op the matcher cannot build: next matcher
                 out = None
             if out is not None:
                 return out
-            while len(ctx.b._nodes) > mark:
+            while len(ctx.b) > mark:
                 ctx.b.undo()
             del ctx.ops[omark:]
-    role = "eop" if flat.sums or len(free_iters(flat)) else "eop"
-    return _expr(ctx, flat, role)
+    return _expr(ctx, flat, "eop")
 
 
 def instantiate(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, np.ndarray],
@@ -433,8 +446,6 @@ def _instantiate(root: Scope, values: Mapping[str, TensorType], weights: Mapping
         shapes[n] = tuple(int(d) for d in t.shape)  # type: ignore[misc]
     ctx = _Ctx(b, dtype, shapes, [])
     out = _emit(ctx, root, None, library)
-    if out in values:  # the program is its input: copy so the graph has a node
-        out = _expr(ctx, Scope(root.travs, (), Access(out, tuple(Iter(d.name) for d in root.travs))))
     return b.build(out), ctx.ops
 
 

@@ -57,17 +57,15 @@ def factors(e: Expr) -> tuple[list[Expr], list[Expr]]:
         m2, f2 = factors(e.rhs)
         return m1 + m2, f1 + f2
     if isinstance(e, Call) and e.fn == "where" and isinstance(e.args[2], Const) and e.args[2].value == 0:
-        mc, fc = _mask_factors(e.args[0])
         mx, fx = factors(e.args[1])
-        return mc + mx, fx
+        return _mask_factors(e.args[0]) + mx, fx
     return [], [e]
 
 
-def _mask_factors(c: Expr) -> tuple[list[Expr], list[Expr]]:
+def _mask_factors(c: Expr) -> list[Expr]:
     if isinstance(c, BinOp) and c.op == "*":
-        a, b = _mask_factors(c.lhs), _mask_factors(c.rhs)
-        return a[0] + b[0], []
-    return [c], []
+        return _mask_factors(c.lhs) + _mask_factors(c.rhs)
+    return [c]
 
 
 def product(masks: list[Expr], terms: list[Expr]) -> Expr:
@@ -157,6 +155,20 @@ def body_constants(e: Expr) -> set[int]:
     return out
 
 
+def index_in_bounds(site: Site, k: int) -> bool:
+    """Does the site's access read dim ``k`` of its scope provably in bounds?
+
+    The root's virtual access always does. A rule that makes positions which
+    used to be out of bounds (pad) land on computed points needs this.
+    """
+    if site.is_root:
+        return True
+    d = site.scope.travs[k]
+    a = affine(site.access.indices[k])
+    b = bounds(a, site.outer) if a is not None else None
+    return b is not None and isinstance(d.extent, int) and b[0] >= 0 and b[1] <= d.extent - 1
+
+
 def _own_accesses(e: Expr) -> Iterator[Access]:
     """Accesses in a scope's own body (not inside nested scopes' bodies)."""
     if isinstance(e, Access):
@@ -236,7 +248,11 @@ def _trav_split_params(site: Site) -> Iterable[tuple[str, int]]:
 
 
 def trav_split(site: Site, param: tuple[str, int]) -> Expr | None:
-    """Traversal iterator t (extent E) -> (q: ceil(E/p), r: p), t = start + p*q + r."""
+    """Traversal iterator t (extent E) -> (q: ceil(E/p), r: p), t = start + p*q + r.
+
+    When p does not divide E the extra points are computed; the parent must read
+    t provably in bounds so that none of its reads lands on them.
+    """
     name, p = param
     s = site.scope
     k = next((i for i, d in enumerate(s.travs) if d.name == name), None)
@@ -244,6 +260,8 @@ def trav_split(site: Site, param: tuple[str, int]) -> Expr | None:
         return None
     d = s.travs[k]
     assert isinstance(d.extent, int)
+    if d.extent % p and not index_in_bounds(site, k):
+        return None  # a read past the end would land on a relaxed (computed) point
     q, r = fresh(s, name + "q"), fresh(s, name + "r", {name + "q"})
     travs = s.travs[:k] + (IterDef(q, -(-d.extent // p)), IterDef(r, p)) + s.travs[k + 1:]
     ranges = scope_ranges(Scope(travs, s.sums, s.body))
@@ -306,7 +324,9 @@ def _trav_subst_params(site: Site) -> Iterable[tuple[str, Affine]]:
 
 def trav_subst(site: Site, param: tuple[str, Affine]) -> Expr | None:
     """Traversal t with coefficient c = +-1 in affine e over traversal iterators ->
-    a new iterator u = e in t's place (injective: the other iterators are kept)."""
+    a new iterator u = e in t's place (injective: the other iterators are kept).
+    The parent must read t provably in bounds (else a pad read could become a
+    computed one)."""
     name, e = param
     s = site.scope
     k = next((i for i, d in enumerate(s.travs) if d.name == name), None)
@@ -314,6 +334,8 @@ def trav_subst(site: Site, param: tuple[str, Affine]) -> Expr | None:
     trav_names = {d.name for d in s.travs}
     if k is None or abs(c) != 1 or not set(e.coeffs) <= trav_names or len(e.terms) < 2:
         return None
+    if not index_in_bounds(site, k):
+        return None  # an out-of-bounds read of t could map to an in-range u
     rng = bounds(e, scope_ranges(s))
     if rng is None:
         return None
@@ -441,6 +463,8 @@ def layout_split(site: Site, param: tuple[str, int, int]) -> Expr | None:
     layout = Scope(travs, (), Access(name, idx))
     s = site.scope
     ranges = scope_ranges(s)
+    if dims[k] % p and any(a.source == name and a.pad != 0.0 for a in _own_accesses(s.body)):
+        return None  # the padded copy would read 0 where the access's pad is not 0
 
     def fn(e: Expr) -> Expr | None:
         if isinstance(e, Access) and e.source == name:
@@ -514,7 +538,7 @@ def _normalize_site(site: Site) -> Expr | None:
         used = free_iters(body)
         for k in reversed(range(len(travs))):
             d = travs[k]
-            if d.name not in used:
+            if d.name not in used and index_in_bounds(site, k):
                 del travs[k], values[k]
                 changed = True
                 continue

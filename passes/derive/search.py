@@ -141,7 +141,10 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
     start_path: tuple[Step, ...] = ()
     if start_expr != root:
         start_path = (Step("normalize", "", 0, start_expr, guided=True),)
-    est, kinds = estimate(start_expr, values, weights)
+    try:
+        est, kinds = estimate(start_expr, values, weights)
+    except Exception:  # noqa: BLE001 - the search can still find an instantiable form
+        est, kinds = float("inf"), ["?"]
     start = Candidate(start_expr, start_path, est, kinds)
     seen = {canonical_key(start_expr)}
     best: list[Candidate] = []

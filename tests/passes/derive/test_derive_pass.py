@@ -106,6 +106,10 @@ def test_cli_derive_expr_prints_path_program_and_json() -> None:
     (("L[i:3] { %X[i] }", "--shapes", "X=3xa"), "expected NAME=D1xD2x..."),
     (("L[i:3] { %X[i }", "--shapes", "X=3"), "<expr>:1:"),
     (("L[i:3] { %X[i] }", "--shapes", "X=3", "--ops", "nope"), "unknown op set 'nope'"),
+    (("L[i:4] Sum[k:3] { %X[i, 2 * k] * %Y[k] }", "--shapes", "X=8,Y=3"), "<expr>"),
+    (("L[i:4] { %X[j] }", "--shapes", "X=4"), "<expr>"),
+    (("L[i:4] { %X[i] }", "--shapes", "X=4", "-o", "x.top"), "-o applies to a model"),
+    (("L[i:4] { %X[i] }", "--shapes", "X=4", "--top", "0"), "'top' of derive must be >= 1"),
 ])
 def test_cli_derive_bad_input_is_one_line_exit_2(args, msg) -> None:
     r = _cli("derive", *args)

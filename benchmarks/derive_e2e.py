@@ -79,7 +79,7 @@ def run_model(name: str, depth: int, seconds: float) -> dict[str, Any]:
     d2, r2 = _median_ms(direct_m, inputs), _median_ms(derived_m, inputs)
     direct_ms, derived_ms = min(d1, d2), min(r1, r2)
     return {
-        "model": name, "direct_ms": direct_ms, "derived_ms": derived_ms, "speedup": direct_ms / derived_ms,
+        "model": name, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "direct_ms": direct_ms, "derived_ms": derived_ms, "speedup": direct_ms / derived_ms,
         "torch_ms": _torch_ms(module, example), "max_rel_diff": diff, "derive_s": round(derive_s, 1),
         "nodes": [{"node": n, "original": d.start.program,
                    "derived": d.chosen.program if d.chosen is not d.start else "(kept)",
@@ -128,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         print(f"  direct {r['direct_ms']:.4g} ms  derived {r['derived_ms']:.4g} ms  {r['speedup']:.2f}x  "
               f"torch {r['torch_ms']:.4g} ms  diff {r['max_rel_diff']:.1e}  derive {r['derive_s']} s", flush=True)
+    out_json = RESULTS / "derive_e2e.json"
+    if args.only and out_json.exists() and not args.no_save:
+        # a partial rerun replaces its rows and keeps the others (each row records when it ran)
+        kept = [r for r in json.loads(out_json.read_text())["rows"] if r["model"] not in {x["model"] for x in rows}]
+        rows = [r for r in kept + rows]
+        rows.sort(key=lambda r: list(MODELS).index(r["model"]))
     gm = math.exp(sum(math.log(r["speedup"]) for r in rows) / len(rows)) if rows else float("nan")
     print(f"geometric mean speedup: {gm:.2f}x over {len(rows)} models")
     if not args.no_save:

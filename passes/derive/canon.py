@@ -19,6 +19,7 @@ from tensoropt.ir.expr import Access, BinOp, Call, Expr, Iter, IterDef, Scope, s
 from tensoropt.ir.printer import print_expr
 
 from .affine import affine
+from .sites import map_own_accesses
 
 
 def _first_use(body: Expr) -> list[str]:
@@ -30,7 +31,8 @@ def _first_use(body: Expr) -> list[str]:
 
 
 def _rename(s: Scope, depth: int) -> Scope:
-    body = _map_nested(s.body, lambda inner: _rename(inner, depth + 1))
+    body = map_own_accesses(s.body, lambda a: Access(_rename(a.source, depth + 1), a.indices, a.pad)
+                            if isinstance(a.source, Scope) else None)
     seen = _first_use(body)
     sums = sorted(s.sums, key=lambda d: seen.index(d.name) if d.name in seen else len(seen))
     names = {d.name: f"t{depth}_{k}" for k, d in enumerate(s.travs)}
@@ -39,17 +41,6 @@ def _rename(s: Scope, depth: int) -> Scope:
     travs = tuple(IterDef(names[d.name], d.extent, d.start) for d in s.travs)
     sdefs = tuple(IterDef(names[d.name], d.extent, d.start) for d in sums)
     return Scope(travs, sdefs, _normal(body), s.reduce)
-
-
-def _map_nested(e: Expr, fn: "callable") -> Expr:  # type: ignore[valid-type]
-    if isinstance(e, Access):
-        src = fn(e.source) if isinstance(e.source, Scope) else e.source
-        return Access(src, e.indices, e.pad)
-    if isinstance(e, BinOp):
-        return BinOp(e.op, _map_nested(e.lhs, fn), _map_nested(e.rhs, fn))
-    if isinstance(e, Call):
-        return Call(e.fn, tuple(_map_nested(a, fn) for a in e.args))
-    return e
 
 
 def _chain(e: Expr, op: str) -> list[Expr]:

@@ -97,7 +97,6 @@ def check_path(start: Scope, cand: Candidate, shapes: Mapping[str, tuple[int, ..
 
 def check_program(expr: Scope, program: Graph, shapes: Mapping[str, tuple[int, ...]]) -> None:
     """The instantiated program computes ``expr`` (float64 interpreter, whole output)."""
-    from tensoropt.errors import TensoroptError as _E
     from tensoropt.interp import evaluate_expr, run_graph
 
     from .check import RTOL, DerivationError, random_inputs
@@ -109,7 +108,7 @@ def check_program(expr: Scope, program: Graph, shapes: Mapping[str, tuple[int, .
     consts = Weights({c.name: xs[c.name].astype(np.float32) for c in program.constants})
     try:
         got = run_graph(program.replace(weights=consts), feed, dtype="f64")[program.outputs[0]]
-    except _E as e:
+    except TensoroptError as e:
         raise DerivationError(f"the instantiated program does not run: {e}") from None
     d = float(np.max(np.abs(want - got)) / max(1.0, float(np.max(np.abs(want))))) if want.size else 0.0
     if not d <= RTOL:

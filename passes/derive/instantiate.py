@@ -30,12 +30,13 @@ import numpy as np
 
 from tensoropt.builder import GraphBuilder
 from tensoropt.errors import TensoroptError
-from tensoropt.ir.expr import Access, Expr, Iter, IterDef, Scope, free_iters, substitute_iters
+from tensoropt.ir.expr import Access, BinOp, Const, Expr, Iter, IterDef, Scope, free_iters, substitute_iters
 from tensoropt.ir.graph import Graph
 from tensoropt.ir.types import TensorType
 
 from .affine import Affine, affine, bounds, scope_ranges, simplify_body
 from .rules import factors
+from .sites import map_scope_accesses
 
 
 @dataclass
@@ -374,8 +375,6 @@ def merge_root(root: Scope) -> Scope:
 
 
 def _divmod_bounds(e: Expr, ranges: Mapping[str, tuple[int, int]]) -> tuple[int, int] | None:
-    from tensoropt.ir.expr import BinOp, Const
-
     if isinstance(e, BinOp) and e.op in ("//", "%") and isinstance(e.rhs, Const) and isinstance(e.rhs.value, int):
         a = affine(e.lhs)
         b = bounds(a, ranges) if a is not None else None
@@ -391,13 +390,11 @@ def _divmod_bounds(e: Expr, ranges: Mapping[str, tuple[int, int]]) -> tuple[int,
 
 def _emit(ctx: _Ctx, s: Scope, name: str | None, library: bool) -> str:
     """Emit ``s`` (nested scopes first) and return its tensor's name."""
-    from .sites import _rebuild
-
     def visit(a: Access, ranges: object) -> Expr | None:
         assert isinstance(a.source, Scope)
         return Access(_emit(ctx, a.source, None, library), a.indices, a.pad)
 
-    body = _rebuild(s.body, scope_ranges(s), visit)  # type: ignore[arg-type]
+    body = map_scope_accesses(s.body, scope_ranges(s), visit)  # type: ignore[arg-type]
     flat = Scope(s.travs, s.sums, body, s.reduce)
     if library:
         for m in MATCHERS:
@@ -417,19 +414,30 @@ def _emit(ctx: _Ctx, s: Scope, name: str | None, library: bool) -> str:
 def instantiate(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, np.ndarray],
                 *, library: bool = True, name: str = "derived") -> tuple[Graph, list[str]]:
     """The program of ``root`` as a graph (inputs: non-weight values; consts: ``weights``)
-    and the list of its kernels' kinds (library op names, ``layout``, ``eop``).
+    and the list of its kernels' kinds (library op names, ``layout``, ``eop``)."""
+    g, kinds, _ = instantiate_estimated(root, values, weights, library=library, name=name)
+    return g, kinds
 
-    A root that only gathers from a nested scope is fused into it
-    (:func:`merge_root`) unless that would lose a library op the nested scope
-    instantiates to (a gather is cheaper than a generated contraction).
+
+def instantiate_estimated(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, np.ndarray],
+                          *, library: bool = True, name: str = "derived") -> tuple[Graph, list[str], float]:
+    """:func:`instantiate` plus the program's :func:`program_estimate`.
+
+    A root that only gathers from a nested scope may be fused into it
+    (:func:`merge_root`); both programs are built and the one with the lower
+    estimate is kept (fusing saves the gather but can turn a library op the
+    nested scope matches into a generated kernel).
     """
     merged = merge_root(root)
-    if merged is root:
-        return _instantiate(root, values, weights, library, name)
-    plain = _instantiate(root, values, weights, library, name)
-    fused = _instantiate(merged, values, weights, library, name)
-    cost = [program_estimate(p[0], weights) for p in (plain, fused)]
-    return plain if cost[0] < cost[1] else fused
+    options = [root] if merged is root else [merged, root]  # a tie keeps the fused one
+    best: tuple[Graph, list[str], float] | None = None
+    for r in options:
+        g, kinds = _instantiate(r, values, weights, library, name)
+        cost = program_estimate(g, weights)
+        if best is None or cost < best[2]:
+            best = (g, kinds, cost)
+    assert best is not None
+    return best
 
 
 def _instantiate(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, np.ndarray],

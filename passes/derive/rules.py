@@ -44,7 +44,7 @@ from tensoropt.ir.expr import (Access, BinOp, Call, Const, Expr, Iter, IterDef, 
                                substitute_iters, walk)
 
 from .affine import Affine, Ranges, affine, bounds, iter_range, scope_ranges, simplify_body, simplify_index
-from .sites import Site, fresh, identity_values, reindex, replace, sites
+from .sites import Site, fresh, identity_values, map_own_accesses, reindex, replace, sites
 
 # --------------------------------------------------------------------------
 # Products, predicates and guards
@@ -169,17 +169,17 @@ def index_in_bounds(site: Site, k: int) -> bool:
     return b is not None and isinstance(d.extent, int) and b[0] >= 0 and b[1] <= d.extent - 1
 
 
-def _own_accesses(e: Expr) -> Iterator[Access]:
+def own_accesses(e: Expr) -> Iterator[Access]:
     """Accesses in a scope's own body (not inside nested scopes' bodies)."""
     if isinstance(e, Access):
         yield e
         for i in e.indices:
-            yield from _own_accesses(i)
+            yield from own_accesses(i)
         return
     if isinstance(e, Scope):
         return
     for c in (e.lhs, e.rhs) if isinstance(e, BinOp) else e.args if isinstance(e, Call) else ():
-        yield from _own_accesses(c)
+        yield from own_accesses(c)
 
 
 def _sub(scope: Scope, mapping: dict[str, Expr], ranges: Ranges) -> Expr:
@@ -302,7 +302,7 @@ def _subst_candidates(site: Site, of: set[str], need_other: set[str]) -> set[tup
     """(iterator, affine index) pairs: the iterator has coefficient +-1 and the index
     also uses one of ``need_other``."""
     out = set()
-    for acc in _own_accesses(site.scope.body):
+    for acc in own_accesses(site.scope.body):
         for i in acc.indices:
             a = affine(i)
             if a is None:
@@ -313,7 +313,7 @@ def _subst_candidates(site: Site, of: set[str], need_other: set[str]) -> set[tup
     return out
 
 
-def _trav_subst_params(site: Site) -> Iterable[tuple[str, Affine]]:
+def trav_subst_params(site: Site) -> Iterable[tuple[str, Affine]]:
     s = site.scope
     travs = {d.name for d in s.travs if isinstance(d.extent, int)}
     projected = set()
@@ -434,7 +434,7 @@ def inline(site: Site, _: None) -> Expr | None:
 
 def _layout_split_params(site: Site) -> Iterable[tuple[str, int, int]]:
     out = set()
-    for acc in _own_accesses(site.scope.body):
+    for acc in own_accesses(site.scope.body):
         if not isinstance(acc.source, str) or acc.source not in site.shapes:
             continue
         dims = site.shapes[acc.source]
@@ -463,37 +463,25 @@ def layout_split(site: Site, param: tuple[str, int, int]) -> Expr | None:
     layout = Scope(travs, (), Access(name, idx))
     s = site.scope
     ranges = scope_ranges(s)
-    if dims[k] % p and any(a.source == name and a.pad != 0.0 for a in _own_accesses(s.body)):
+    if dims[k] % p and any(a.source == name and a.pad != 0.0 for a in own_accesses(s.body)):
         return None  # the padded copy would read 0 where the access's pad is not 0
 
-    def fn(e: Expr) -> Expr | None:
-        if isinstance(e, Access) and e.source == name:
+    def fn(e: Access) -> Expr | None:
+        if e.source == name:
             i = e.indices[k]
             new = e.indices[:k] + (simplify_index(i // p, ranges), simplify_index(i % p, ranges)) + e.indices[k + 1:]
             return Access(layout, new, e.pad)
         return None
 
-    body = _map_own(s.body, fn)
+    body = map_own_accesses(s.body, fn)
     return Access(Scope(s.travs, s.sums, body, s.reduce), site.access.indices, site.access.pad)
-
-
-def _map_own(e: Expr, fn: Callable[[Expr], Expr | None]) -> Expr:
-    """Rewrite accesses of a scope's own body (nested scopes' bodies untouched)."""
-    if isinstance(e, Access):
-        out = fn(e)
-        return e if out is None else out
-    if isinstance(e, BinOp):
-        return BinOp(e.op, _map_own(e.lhs, fn), _map_own(e.rhs, fn))
-    if isinstance(e, Call):
-        return Call(e.fn, tuple(_map_own(a, fn) for a in e.args))
-    return e
 
 
 RULES: dict[str, Rule] = {r.name: r for r in (
     Rule("sum-split", _sum_split_params, sum_split, sum_split.__doc__ or ""),
     Rule("trav-split", _trav_split_params, trav_split, trav_split.__doc__ or ""),
     Rule("sum-factor", _sum_factor_params, sum_factor, sum_factor.__doc__ or ""),
-    Rule("trav-subst", _trav_subst_params, trav_subst, trav_subst.__doc__ or ""),
+    Rule("trav-subst", trav_subst_params, trav_subst, trav_subst.__doc__ or ""),
     Rule("sum-subst", _sum_subst_params, sum_subst, sum_subst.__doc__ or ""),
     Rule("inline", _inline_params, inline, inline.__doc__ or ""),
     Rule("layout-split", _layout_split_params, layout_split, layout_split.__doc__ or ""),

@@ -24,8 +24,8 @@ from tensoropt.ir.expr import Scope
 from tensoropt.ir.types import TensorType
 
 from .canon import canonical_key
-from .instantiate import describe, instantiate, program_estimate
-from .rules import RULES, normalize, trav_subst, _trav_subst_params, _own_accesses
+from .instantiate import describe, instantiate_estimated
+from .rules import RULES, normalize, own_accesses, trav_subst, trav_subst_params
 from .affine import affine
 from .sites import Site, replace, sites
 
@@ -76,8 +76,8 @@ class SearchResult:
 
 def estimate(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, np.ndarray]) -> tuple[float, list[str]]:
     """Static time estimate (seconds) of the instantiated program and its kernels."""
-    g, kinds = instantiate(root, values, weights)
-    return program_estimate(g, weights), kinds
+    _, kinds, cost = instantiate_estimated(root, values, weights)
+    return cost, kinds
 
 
 def guided(root: Scope, shapes: Mapping[str, tuple[int, ...]]) -> tuple[Scope, list[Step]]:
@@ -104,12 +104,12 @@ def _guided_param(site: Site) -> object | None:
     if site.is_root or s.reduce != "Sum" or not s.sums:
         return None
     uses: dict[str, int] = {}
-    for acc in _own_accesses(s.body):
+    for acc in own_accesses(s.body):
         for i in acc.indices:
             a = affine(i)
             for n, _ in (a.terms if a is not None else ()):
                 uses[n] = uses.get(n, 0) + 1
-    for name, a in _trav_subst_params(site):
+    for name, a in trav_subst_params(site):
         if uses.get(name) == 1:
             return (name, a)
     return None
@@ -149,7 +149,7 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
     seen = {canonical_key(start_expr)}
     best: list[Candidate] = []
     frontier = [start]
-    states, level, stopped, found = 1, 0, "depth", None
+    states, level, stopped = 1, 0, "depth"
     per_level = [1]
     shown = t0
     if goal is not None and goal(start):
@@ -201,4 +201,4 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
     else:
         if not frontier:
             stopped = "exhausted"
-    return SearchResult(start, best, states, time.monotonic() - t0, level, stopped, found, per_level)
+    return SearchResult(start, best, states, time.monotonic() - t0, level, stopped, None, per_level)

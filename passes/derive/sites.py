@@ -46,24 +46,25 @@ def root_access(root: Scope) -> Access:
     return Access(root, tuple(Affine.of({d.name: 1}, -d.start).expr() for d in root.travs))
 
 
-def _rebuild(e: Expr, ranges: Ranges, visit: Callable[[Access, Ranges], Expr | None]) -> Expr:
-    """Pre-order over scope accesses; ``visit`` may replace one (no descent then)."""
+def map_scope_accesses(e: Expr, ranges: Ranges, visit: Callable[[Access, Ranges], Expr | None]) -> Expr:
+    """Pre-order over the accesses of nested scopes, at every depth; ``visit`` gets
+    each with the ranges of the scope it sits in and may replace it (no descent then)."""
     if isinstance(e, Access):
         if isinstance(e.source, Scope):
             new = visit(e, ranges)
             if new is not None:
                 return new
             src = e.source
-            body = _rebuild(src.body, scope_ranges(src), visit)
+            body = map_scope_accesses(src.body, scope_ranges(src), visit)
             if body is not src.body:
                 src = Scope(src.travs, src.sums, body, src.reduce)
             return e if src is e.source else Access(src, e.indices, e.pad)
         return e
     if isinstance(e, BinOp):
-        lhs, rhs = _rebuild(e.lhs, ranges, visit), _rebuild(e.rhs, ranges, visit)
+        lhs, rhs = map_scope_accesses(e.lhs, ranges, visit), map_scope_accesses(e.rhs, ranges, visit)
         return e if lhs is e.lhs and rhs is e.rhs else BinOp(e.op, lhs, rhs)
     if isinstance(e, Call):
-        args = tuple(_rebuild(a, ranges, visit) for a in e.args)
+        args = tuple(map_scope_accesses(a, ranges, visit) for a in e.args)
         return e if all(a is b for a, b in zip(args, e.args)) else Call(e.fn, args)
     return e
 
@@ -77,7 +78,7 @@ def sites(root: Scope, shapes: Shapes) -> list[Site]:
         out.append(Site(len(out), a.source, a, dict(ranges), shapes))
         return None
 
-    _rebuild(root.body, scope_ranges(root), visit)
+    map_scope_accesses(root.body, scope_ranges(root), visit)
     return out
 
 
@@ -102,8 +103,21 @@ def replace(root: Scope, index: int, new: Expr) -> Scope:
         count[0] += 1
         return new if count[0] == index else None
 
-    body = _rebuild(root.body, scope_ranges(root), visit)
+    body = map_scope_accesses(root.body, scope_ranges(root), visit)
     return Scope(root.travs, root.sums, body, root.reduce)
+
+
+def map_own_accesses(e: Expr, fn: Callable[[Access], Expr | None]) -> Expr:
+    """Rewrite the accesses of one scope's own body (nested scopes' bodies untouched);
+    ``fn`` returns a replacement or None to keep the access."""
+    if isinstance(e, Access):
+        out = fn(e)
+        return e if out is None else out
+    if isinstance(e, BinOp):
+        return BinOp(e.op, map_own_accesses(e.lhs, fn), map_own_accesses(e.rhs, fn))
+    if isinstance(e, Call):
+        return Call(e.fn, tuple(map_own_accesses(a, fn) for a in e.args))
+    return e
 
 
 # --------------------------------------------------------------------------

@@ -42,15 +42,11 @@ def _torch_ms(module: Any, example: tuple[Any, ...], repeat: int = 30) -> float:
 
     import torch
 
+    from tensoropt.bench import time_calls
+
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     with torch.inference_mode():
-        for _ in range(3):
-            module(*example)
-        ts = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            module(*example)
-            ts.append(time.perf_counter() - t)
+        _, ts = time_calls(lambda: module(*example), warmup=3, repeat=repeat)
     return float(np.median(ts) * 1e3)
 
 

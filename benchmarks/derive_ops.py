@@ -90,14 +90,10 @@ def torch_ms(op: str, g: Graph, attrs: dict[str, Any], repeat: int = 30) -> floa
         def fn() -> Any:
             return F.conv_transpose2d(x, w, stride=tuple(attrs["strides"]), padding=(pads[0], pads[1]),
                                       output_padding=extra)
+    from tensoropt.bench import time_calls
+
     with torch.inference_mode():
-        for _ in range(3):
-            fn()
-        ts = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
+        _, ts = time_calls(fn, warmup=3, repeat=repeat)
     return float(np.median(ts) * 1e3)
 
 

@@ -21,6 +21,7 @@ inner loop reads it contiguously (this took 1024^3 from 150 to 230 GFLOP/s).
 from __future__ import annotations
 
 import math
+from typing import Any, Sequence
 
 from tvm import s_tir, tirx
 from tvm.target import Target
@@ -172,6 +173,24 @@ def _inline_producers(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> None:
                 continue
 
 
+
+def inline_consumers(sch: s_tir.Schedule, block: Any, keep: Sequence[str] = ()) -> None:
+    """Inline every consumer of ``block`` that can be (repeatedly: inlining one
+    exposes its own consumers), except blocks named in ``keep``."""
+    changed = True
+    while changed:
+        changed = False
+        for cons in sch.get_consumers(block):
+            if sch.get(cons).name_hint in keep:
+                continue
+            try:
+                sch.reverse_compute_inline(cons)
+                changed = True
+                break
+            except s_tir.ScheduleError:
+                continue
+
+
 def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: tuple[str, ...] = ()) -> str:
     """Apply the register-tiled GEMM schedule in place; returns a rule-variant label.
 
@@ -257,21 +276,8 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: t
 
     # Consumers: write through a local accumulator, then inline the epilogue
     # into the copy-out block so the result is written once.
-    out_buf = mm.out.buffer
     acc = sch.cache_write(main.rv, 0, "local")
-    changed = True
-    while changed:
-        changed = False
-        for cons in sch.get_consumers(acc):
-            if sch.get(cons).name_hint in keep:
-                continue
-            try:
-                sch.reverse_compute_inline(cons)
-                changed = True
-                break
-            except s_tir.ScheduleError:
-                continue
-    del out_buf
+    inline_consumers(sch, acc, keep)
 
     if len(fuse_pos) > 1:
         # Fuse the contiguous axes in the *block* iterators and the accumulator's
@@ -442,16 +448,7 @@ def _pad_and_schedule(sch: s_tir.Schedule, main: BlockInfo, padding: list[int], 
     # would store the padded tile out of bounds (no predicate is added).
     crops = [sch.get(c).name_hint for c in sch.get_consumers(main_rv)]
     for crop in crops:
-        changed = True
-        while changed:
-            changed = False
-            for cons in sch.get_consumers(sch.get_sblock(crop)):
-                try:
-                    sch.reverse_compute_inline(cons)
-                    changed = True
-                    break
-                except s_tir.ScheduleError:
-                    continue
+        inline_consumers(sch, sch.get_sblock(crop))
     label = schedule_gemm(sch, target, pad=False, keep=tuple(crops))
     grown = "x".join(f"{a}->{b}" for a, b in zip(old_iters, new_iters) if a != b)
     return label[:-1] + f",pad={grown})"

@@ -208,9 +208,9 @@ _FUSED_CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("form", ["direct", "im2col"])
-@pytest.mark.parametrize("case", _FUSED_CONV_CASES, ids=lambda c: "c{}f{}h{}k{}s{}p{}{}".format(*c[:6], "b" * c[6]))
-def test_conv2d_large_outputs_match_torch(case, form: str) -> None:
+def _check_conv_bias_relu(case: tuple, form: str) -> str:
+    """Build conv2d (+ bias + relu when the case asks) in ``form``, check it against
+    torch, and return the schedule rule the conv kernel got."""
     torch = pytest.importorskip("torch")
     c, f, h, k, stride, pad, epilogue = case
     x, w, b = _rand(1, c, h, h), _rand(f, c, k, k), _rand(f)
@@ -230,7 +230,13 @@ def test_conv2d_large_outputs_match_torch(case, form: str) -> None:
     ref = ref.numpy()
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
-    assert _rules()[0].startswith("gemm")
+    return _rules()[0]
+
+
+@pytest.mark.parametrize("form", ["direct", "im2col"])
+@pytest.mark.parametrize("case", _FUSED_CONV_CASES, ids=lambda c: "c{}f{}h{}k{}s{}p{}{}".format(*c[:6], "b" * c[6]))
+def test_conv2d_large_outputs_match_torch(case, form: str) -> None:
+    assert _check_conv_bias_relu(case, form).startswith("gemm")
 
 
 def test_depthwise_conv_relu() -> None:
@@ -344,26 +350,7 @@ _RAGGED_CONV_CASES = [
 
 @pytest.mark.parametrize("case", _RAGGED_CONV_CASES, ids=lambda c: "c{}f{}h{}k{}s{}p{}{}".format(*c[:6], "b" * c[6]))
 def test_ragged_conv_is_padded_to_full_vectors(case) -> None:
-    torch = pytest.importorskip("torch")
-    c, f, h, k, stride, pad, epilogue = case
-    x, w, b = _rand(1, c, h, h), _rand(f, c, k, k), _rand(f)
-
-    def conv_bias_relu(xt, wt, bt):
-        y = conv2d_te(xt, wt, stride, pad, 1, 1, "im2col" if k > 1 else "auto")
-        if not epilogue:
-            return y
-        return te.compute(y.shape, lambda n, o, i, j: te.max(y[n, o, i, j] + bt[o], tirx.const(0.0, "float32")),
-                          name="bias_relu")
-
-    mod = _build(lambda bb, xv, wv, bv: bb.emit_te(conv_bias_relu, xv, wv, bv), [x.shape, w.shape, b.shape])
-    out = _run(mod, [x, w, b])
-    ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=pad)
-    if epilogue:
-        ref = torch.relu(ref + torch.from_numpy(b)[None, :, None, None])
-    ref = ref.numpy()
-    assert out.shape == ref.shape
-    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
-    rule = _rules()[0]
+    rule = _check_conv_bias_relu(case, "im2col" if case[3] > 1 else "auto")
     assert rule.startswith("gemm") and "pad=" in rule and _nr(rule) >= 16, rule
 
 

@@ -10,17 +10,28 @@ shapes are reported by ONNX before we build anything). The conversion itself
 walks the nodes once, keeping every value known at import time (initializers,
 ``Constant``, ``ConstantOfShape`` weights, shape arithmetic) as a NumPy array
 or a vector of symbolic dims, so none of that reaches the graph: only run-time
-computation becomes nodes (see :mod:`.onnx_context`).
+computation becomes nodes (see :mod:`.onnx_context`). Folding is bounded: a
+value is computed only when its size, known from ONNX's shape inference on the
+node *before* anything is allocated, fits the import's
+:class:`~.onnx_context.FoldBudget`; a larger one stays a run-time op.
 
 Invariants:
 - Weights stay NumPy arrays with their ONNX dtype; nothing is pickled.
 - External data is read only from files inside the model's own directory.
 - Every failure is a :class:`TensoroptError` naming the file, the node, its op
   and the opset; nothing from protobuf or onnx escapes as a traceback.
+- Values computed at import time are bounded whatever sizes the file
+  declares: each by :data:`~.onnx_context.FOLD_MAX_BYTES` (or by the bytes of
+  the arrays it is computed from, when larger), all together by
+  :data:`~.onnx_context.FOLD_TOTAL_BYTES` or
+  :data:`~.onnx_context.FOLD_WEIGHTS_FACTOR` times the file's initializers.
+  (ONNX's reference evaluator may need temporaries beyond a fold's output;
+  its failures, MemoryError included, leave the node to its converter.)
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -35,7 +46,8 @@ from ..errors import InputFileError, NeedsInputValueError, ShapeError, Tensoropt
 from ..ir.graph import Graph
 from ..ir.types import Dim, dtype_of
 from . import onnx_ops, onnx_ops_math, onnx_ops_spatial  # noqa: F401  (register converters)
-from .onnx_context import CONVERTERS, Ctx, Dims, Operand, Tensor, normalize, onnx_dtype, symbol_name
+from .onnx_context import (CONVERTERS, FOLD_TOTAL_BYTES, FOLD_WEIGHTS_FACTOR, Ctx, Dims, FoldBudget, Operand,
+                           Tensor, format_bytes, format_type, nbytes_of, normalize, onnx_dtype, symbol_name)
 from .onnx_dims import DIMS_OPS
 
 #: models below this opset are converted up to it (one Softmax/Reshape semantics).
@@ -44,6 +56,10 @@ CANONICAL_OPSET = 13
 #: ops never folded at import time even with constant inputs (results are random).
 _NO_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                       "Bernoulli", "Multinomial"})
+
+#: ops whose converter computes constant inputs itself, within the fold budget
+#: (the generic fold below would first ask ONNX for a model and an evaluator).
+_CONVERTER_FOLDS = frozenset({"ConstantOfShape"})
 
 
 # -- reading files -----------------------------------------------------------------------
@@ -127,7 +143,8 @@ def _skeleton(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.Tensor
     instead of hundreds of megabytes (VGG-19: 11 s -> 0.1 s). Small
     initializers stay, because shape arithmetic reads their values.
     """
-    big = [t for t in model.graph.initializer if int(np.prod(t.dims, dtype=np.int64)) > _SKELETON_MIN]
+    # math.prod: dims are int64 and a hostile product must not wrap to a small one
+    big = [t for t in model.graph.initializer if math.prod(int(d) for d in t.dims) > _SKELETON_MIN]
     if not big:
         return model, []
     names = {t.name for t in big}
@@ -232,19 +249,65 @@ def _constant(node: onnx.NodeProto, attrs: dict[str, object], where: str) -> np.
                            "(string and sparse constants are not supported)")
 
 
-def _fold(node: onnx.NodeProto, arrays: list[np.ndarray | None], model: onnx.ModelProto) -> list[np.ndarray]:
-    """Run one node on constant inputs with ONNX's reference evaluator."""
-    from onnx.reference import ReferenceEvaluator
+#: fold inputs up to this many elements are given to ONNX as initializers, so
+#: that its shape inference reads their values (a shape, a Range bound, Tile's
+#: repeats, Resize's scales: all short vectors); larger ones go in as typed inputs.
+_FOLD_VALUE_MAX = 4096
 
+
+def _fold_model(node: onnx.NodeProto, arrays: list[np.ndarray | None],
+                model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A one-node model of ``node`` on ``arrays`` and its feeds (the large inputs)."""
     names = [f"i{k}" if a is not None else "" for k, a in enumerate(arrays)]
     outs = [f"o{k}" for k in range(len(node.output))]
     n = helper.make_node(node.op_type, names, outs, domain=node.domain)
     n.attribute.extend(node.attribute)
+    given = [(nm, a) for nm, a in zip(names, arrays) if a is not None]
+    inits = [numpy_helper.from_array(a, nm) for nm, a in given if a.size <= _FOLD_VALUE_MAX]
+    feeds = {nm: a for nm, a in given if a.size > _FOLD_VALUE_MAX}
     inputs = [helper.make_tensor_value_info(nm, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-              for nm, a in zip(names, arrays) if a is not None]
-    g = helper.make_graph([n], "fold", inputs, [helper.make_value_info(o, onnx.TypeProto()) for o in outs])
-    m = helper.make_model(g, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-    feeds = {nm: a for nm, a in zip(names, arrays) if a is not None}
+              for nm, a in feeds.items()]
+    g = helper.make_graph([n], "fold", inputs, [helper.make_value_info(o, onnx.TypeProto()) for o in outs],
+                          initializer=inits)
+    # IR >= 4: before it, shape inference ignores initializers not also listed as inputs
+    m = helper.make_model(g, opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 4))
+    return m, feeds
+
+
+def _fold_outputs(m: onnx.ModelProto, arrays: list[np.ndarray | None]) -> list[tuple[np.dtype, tuple[int, ...]]] | None:
+    """Each output's dtype and an upper bound of its shape, from ONNX's shape
+    inference on the one-node model (which reads the small inputs' values), or
+    None when some output's rank or dtype is unknown.
+
+    A dim that inference leaves unknown is data-dependent (NonZero, Unique,
+    Compress: their outputs count elements of an input), so it is bounded by
+    the largest input's element count.
+    """
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m)
+    except Exception:
+        return None
+    bound = max((a.size for a in arrays if a is not None), default=1)
+    out: list[tuple[np.dtype, tuple[int, ...]]] = []
+    for v in inferred.graph.output:
+        tt = v.type.tensor_type
+        if not v.type.HasField("tensor_type") or not tt.elem_type or not tt.HasField("shape"):
+            return None
+        try:
+            dt = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        except Exception:
+            return None
+        shape = tuple(int(d.dim_value) if d.HasField("dim_value") else bound for d in tt.shape.dim)
+        if any(d < 0 for d in shape):
+            return None
+        out.append((dt, shape))
+    return out
+
+
+def _fold(m: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run a one-node model (see :func:`_fold_model`) with ONNX's reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
     res = ReferenceEvaluator(m).run(None, feeds)
     return [np.asarray(r) for r in res]
 
@@ -261,13 +324,15 @@ class _Importer:
     """One import: the builder, the operand environment and the model's opset."""
 
     def __init__(self, model: onnx.ModelProto, name: str, where: str,
-                 constants: Mapping[str, np.ndarray] | None = None) -> None:
+                 constants: Mapping[str, np.ndarray] | None = None, budget: FoldBudget | None = None) -> None:
         self.model = model
         self.constants = dict(constants or {})
         self.where = where
         self.opset = default_opset(model)
         self.b = GraphBuilder(name)
         self.env: dict[str, Operand] = {}
+        self.budget = budget if budget is not None else FoldBudget()
+        self.default_budget = budget is None
         inits = {t.name for t in model.graph.initializer}
         self.input_names = frozenset(v.name for v in model.graph.input
                                      if v.name not in inits and v.name not in self.constants)
@@ -277,6 +342,10 @@ class _Importer:
         inits = {t.name for t in g.initializer}
         for t in g.initializer:
             self.env[t.name] = numpy_helper.to_array(t)
+        if self.default_budget:
+            # the weights the file really holds (decoded, not declared dims)
+            held = sum(int(a.nbytes) for a in self.env.values() if isinstance(a, np.ndarray))
+            self.budget.total_bytes = max(FOLD_TOTAL_BYTES, FOLD_WEIGHTS_FACTOR * held)
         for v in g.input:
             if v.name in self.constants:
                 self.env[v.name] = np.asarray(self.constants[v.name])
@@ -336,19 +405,52 @@ class _Importer:
         if t == "Constant":
             return [_constant(node, attrs, where)]
         given = [op for op in inputs if op is not None]
-        if t == "ConstantOfShape" and all(isinstance(op, np.ndarray) for op in given):
-            value = attrs.get("value", np.zeros(1, np.float32))
-            shape = tuple(int(d) for d in np.asarray(given[0]).reshape(-1))
-            return [np.full(shape, np.asarray(value).reshape(-1)[0], dtype=np.asarray(value).dtype)]
-        if given and t not in _NO_FOLD and all(isinstance(op, np.ndarray) for op in given):
+        over_budget: str | None = None
+        if (given and t not in _NO_FOLD and t not in _CONVERTER_FOLDS
+                and all(isinstance(op, np.ndarray) for op in given)):
+            folded, over_budget = self._fold(node, inputs)
+            if folded is not None:
+                return folded
+        cx = Ctx(self.b, node, inputs, self.opset, where, attrs, self.env, self.input_names, self.budget)
+        if over_budget is not None:
+            # Too big to compute now: the converter makes it a run-time op, or
+            # (an op with no run-time form, such as Range) the budget is the reason.
             try:
-                return list(_fold(node, [op if isinstance(op, np.ndarray) else None for op in inputs],
-                                  self.model))
-            except Exception:
-                pass  # the converter below gives the precise error (or handles it)
-        cx = Ctx(self.b, node, inputs, self.opset, where, attrs, self.env, self.input_names)
+                return self._convert_with(cx, t, inputs, where)
+            except NeedsInputValueError:
+                raise
+            except TensoroptError as e:
+                raise UnsupportedError(f"{where}: {over_budget}; "
+                                       f"{_first_line(e).removeprefix(where + ': ')}") from None
+        return self._convert_with(cx, t, inputs, where)
+
+    def _fold(self, node: onnx.NodeProto, inputs: list[Operand]) -> tuple[list[Operand] | None, str | None]:
+        """``node``'s outputs computed now (None when it cannot be), and why not
+        when the reason is the budget: the output sizes are checked before any
+        evaluation, and what was computed is charged to the budget."""
+        arrays = [op if isinstance(op, np.ndarray) else None for op in inputs]
+        try:
+            m, feeds = _fold_model(node, arrays, self.model)
+        except Exception:
+            return None, None  # the converter below gives the precise error
+        outs = _fold_outputs(m, arrays)
+        if outs is None:
+            return None, None  # unknown output types: not computed blindly
+        size = sum(nbytes_of(shape, dt) for dt, shape in outs)
+        why = self.budget.refusal(size, inputs=sum(int(a.nbytes) for a in arrays if a is not None))
+        if why is not None:
+            what = ", ".join(format_type(dt, shape) for dt, shape in outs)
+            return None, f"declares {what} ({format_bytes(size)}), {why}"
+        try:
+            res = _fold(m, feeds)
+        except Exception:
+            return None, None  # the converter below gives the precise error (or handles it)
+        self.budget.take(sum(int(r.nbytes) for r in res))
+        return list(res), None
+
+    def _convert_with(self, cx: Ctx, t: str, inputs: list[Operand], where: str) -> list[Operand]:
         if t in DIMS_OPS and _dims_data(t, inputs):
-            return DIMS_OPS[t](cx)
+            return list(DIMS_OPS[t](cx))
         conv = CONVERTERS.get(t)
         if conv is None:
             raise UnsupportedError(f"{where}: unsupported op {t}")
@@ -364,15 +466,19 @@ class _Importer:
 
 
 def from_onnx(model: onnx.ModelProto | str | os.PathLike[str], *, name: str | None = None,
-              where: str = "<model>", constants: Mapping[str, np.ndarray] | None = None) -> Graph:
+              where: str = "<model>", constants: Mapping[str, np.ndarray] | None = None,
+              fold_budget: FoldBudget | None = None) -> Graph:
     """Import an ONNX model (a ``ModelProto`` or a path) as a Graph.
 
     ``constants`` binds graph inputs to fixed values: they become constants,
     not inputs (for models that feed shape arguments, such as Reshape's
-    target, as inputs; see :mod:`tensoropt.backend`).
+    target, as inputs; see :mod:`tensoropt.backend`). ``fold_budget`` bounds
+    the values computed at import time (default: the module's limits, the
+    total raised to :data:`~.onnx_context.FOLD_WEIGHTS_FACTOR` times the
+    initializers' bytes when that is more); it records what was used.
     """
     if not isinstance(model, onnx.ModelProto):
         return load_onnx(model, name=name)
     model = _checked(model, where)
     gname = name or symbol_name(model.graph.name or "onnx")
-    return _Importer(model, gname, where, constants).run()
+    return _Importer(model, gname, where, constants, fold_budget).run()

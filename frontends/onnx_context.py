@@ -12,10 +12,18 @@ An operand is one of three things, decided at import time:
 
 Invariants: a converter returns one operand per ONNX output it defines
 (``None`` for an optional output nobody reads); it never mutates its inputs.
+
+Import-time values are bounded (:class:`FoldBudget`): a model is untrusted
+input, and a 166-byte file can declare a ``ConstantOfShape`` of 37 GiB. A value
+is materialized only when its size, known *before* any allocation, fits the
+budget; one that does not stays a run-time op (``ConstantOfShape`` becomes
+``expand`` of a scalar), or, where there is no run-time form, the import
+fails with one line naming the node and the size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
 
@@ -54,6 +62,91 @@ class Dims:
 Operand = Union[Tensor, np.ndarray, Dims, None]
 
 
+# -- the import-time budget ----------------------------------------------------------------
+
+#: Largest single value (bytes) that the importer computes as a NumPy array.
+#: 64 MiB: every computed weight of the onnx wheel's light models fits except
+#: the first fully connected layer of VGG-19 (392 MiB), ZFNet-512 (288 MiB)
+#: and AlexNet (144 MiB); those three are uniform dummies (ConstantOfShape)
+#: that become one ``expand`` of a scalar each, computed when the graph runs
+#: (a few hundred MB written per run, where folding them held that much in
+#: memory and in every saved weights file). Real weights are initializers,
+#: which the budget does not touch, and a value no larger than the arrays it
+#: is computed from (a transposed or cast weight) is not limited per value.
+FOLD_MAX_BYTES = 64 << 20
+
+#: Total bytes one import may compute into NumPy arrays. Past it, values stay
+#: run-time ops even when each one fits :data:`FOLD_MAX_BYTES`, so a model of
+#: many medium constants (or of many copies of one weight) is bounded too.
+#: The light models compute 5-156 MiB each under the per-value budget
+#: (ResNet-50 98 MiB, VGG-19 156 MiB).
+FOLD_TOTAL_BYTES = 1 << 30
+
+#: A model's own weights raise its total to this many times their bytes: a
+#: big real model folds its weight transposes and casts as before (allocating
+#: a multiple of what the file itself holds is not an amplification).
+FOLD_WEIGHTS_FACTOR = 2
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes for a message: ``37.3 GiB``, ``64.0 MiB``, ``12 B``."""
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        size /= 1024
+        if size < 1024 or unit == "PiB":
+            break
+    return f"{size:.1f} {unit}" if size < 10_000 else f"{size:.3g} {unit}"  # hostile dims: 7.56e+22 PiB
+
+
+def format_type(dtype: np.dtype, shape: Sequence[int]) -> str:
+    """``f32[100000, 100000]`` (the IR's dtype names where there is one)."""
+    try:
+        name = dtype_of(dtype)
+    except ValueError:
+        name = str(dtype)
+    return f"{name}[{', '.join(str(int(d)) for d in shape)}]"
+
+
+def nbytes_of(shape: Sequence[int], dtype: np.dtype) -> int:
+    """Bytes of a ``dtype`` array of ``shape``, in Python ints (no int64 overflow)."""
+    return math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+
+
+@dataclass
+class FoldBudget:
+    """What one import may still compute into NumPy arrays.
+
+    Invariant: ``used`` only grows, by the bytes of each value the importer
+    materialized after :meth:`refusal` allowed its size (known before the
+    allocation); so no value over ``max_bytes`` is ever allocated, and none
+    once ``used`` has reached ``total_bytes``.
+    """
+
+    max_bytes: int = FOLD_MAX_BYTES
+    total_bytes: int = FOLD_TOTAL_BYTES
+    used: int = 0
+
+    def refusal(self, nbytes: int, inputs: int = 0) -> str | None:
+        """Why a value of ``nbytes`` may not be materialized now (None: it may).
+
+        ``inputs``: bytes of the arrays it is computed from, already in memory;
+        a value no larger (a transpose, a slice of a weight) is not limited per
+        value, only by the total.
+        """
+        if nbytes > max(self.max_bytes, inputs):
+            return f"over the {format_bytes(self.max_bytes)} budget for one value computed at import time"
+        if self.used + nbytes > self.total_bytes:
+            return (f"over the {format_bytes(self.total_bytes)} budget for all values computed at import "
+                    f"time ({format_bytes(self.used)} used)")
+        return None
+
+    def take(self, nbytes: int) -> None:
+        """Record ``nbytes`` materialized (checked first with :meth:`refusal`)."""
+        self.used += nbytes
+
+
 def normalize(op: Operand) -> Operand:
     """Dims that turned out all-int become an array (one representation per value)."""
     if isinstance(op, Dims) and op.static:
@@ -80,6 +173,7 @@ class Ctx:
     attrs: dict[str, object] = field(default_factory=dict)
     env: dict[str, Operand] = field(default_factory=dict)
     graph_inputs: frozenset[str] = frozenset()
+    budget: FoldBudget = field(default_factory=FoldBudget)
 
     # -- attributes -------------------------------------------------------------
 
@@ -191,6 +285,34 @@ class Ctx:
         """A 0-D constant of ``like``'s dtype (for arithmetic compositions)."""
         dt = self.b.type_of(like).np_dtype
         return self.b.const(f"{self.base()}.c", np.array(value, dtype=dt))
+
+    # -- bounded import-time values ------------------------------------------------
+
+    def filled(self, shape: Sequence[int], value: np.ndarray, out: int | None = 0) -> Operand:
+        """A ``shape`` array of the 0-D ``value``: a NumPy array within the budget,
+        else a run-time ``expand`` of the scalar (nothing of ``shape``'s size is
+        allocated here). ``out`` names the run-time op after that ONNX output."""
+        v = np.asarray(value).reshape(())
+        shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape):
+            raise self.error(f"shape {list(shape)} has a negative dim")
+        size = nbytes_of(shape, v.dtype)
+        if self.budget.refusal(size) is None:
+            self.budget.take(size)
+            return np.full(shape, v, dtype=v.dtype)
+        scalar = self.b.const(f"{self.base()}.value", v)
+        return Tensor(self.op("expand", scalar, out=out, shape=shape))
+
+    def allocation(self, shape: Sequence[int], dtype: object, what: str) -> None:
+        """Charge a constant of ``shape`` that this converter is about to build
+        (a mask, an index table); UnsupportedError naming the node and the size
+        when it is over the budget (such constants have no run-time form)."""
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+        size = nbytes_of(shape, dt)
+        why = self.budget.refusal(size)
+        if why is not None:
+            raise self.unsupported(f"{what} would be {format_type(dt, shape)} ({format_bytes(size)}), {why}")
+        self.budget.take(size)
 
     # -- errors -----------------------------------------------------------------
 

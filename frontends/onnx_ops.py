@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..ir.types import Dim
+from ..ir.types import Dim, dtype_of
 from ..ops.shapes import expand_spec, reshape_spec
 from .onnx_context import Ctx, Dims, Operand, Tensor, converter, onnx_dtype
 
@@ -331,8 +331,24 @@ def _dropout(cx: Ctx) -> list[Operand]:
     y = cx.op("identity", cx.tensor(0), out=0)
     if cx.out_name(1) is None:
         return [T(y)]
-    mask = np.ones(cx.static_shape(0, "the Dropout mask"), dtype=bool)
-    return [T(y), mask]
+    # all true: an array within the import budget, else a run-time expand
+    return [T(y), cx.filled(cx.static_shape(0, "the Dropout mask"), np.array(True), out=1)]
+
+
+@converter("ConstantOfShape")
+def _constant_of_shape(cx: Ctx) -> list[Operand]:
+    """The value (default a float32 0) over a constant shape: an array when it
+    fits the import budget, else an ``expand`` of the scalar that runs with the
+    graph (a declared size is never allocated here just because a file says so)."""
+    value = cx.attr("value")
+    v = np.asarray(value).reshape(-1) if value is not None else np.zeros(1, np.float32)
+    if v.size != 1:
+        raise cx.error(f"attribute value must hold one element, got {v.size}")
+    try:
+        dtype_of(v.dtype)
+    except ValueError:
+        raise cx.unsupported(f"value of dtype {v.dtype}, which tensoropt does not support") from None
+    return [cx.filled(cx.ints(0, "shape"), v.reshape(()), out=0)]
 
 
 @converter("Cast")

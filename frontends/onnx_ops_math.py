@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..ir.types import DTYPES, FLOAT_DTYPES, UNSIGNED_DTYPES
-from .onnx_context import Ctx, Operand, Tensor, converter, onnx_dtype
+from .onnx_context import Ctx, Operand, Tensor, converter, nbytes_of, onnx_dtype
 
 T = Tensor
 
@@ -211,16 +211,27 @@ def _eyelike(cx: Ctx) -> list[Operand]:
     if len(shape) != 2:
         raise cx.error(f"input 0 has shape {list(shape)}, expected 2-D")
     dt = onnx_dtype(cx.attr_int("dtype", 0), cx.where) if cx.attr("dtype") is not None else cx.type(0).dtype
-    return [np.eye(shape[0], shape[1], k=cx.attr_int("k", 0), dtype=DTYPES[dt])]
+    k = cx.attr_int("k", 0)
+    size = nbytes_of(shape, DTYPES[dt])
+    if cx.budget.refusal(size) is None:
+        cx.budget.take(size)
+        return [np.eye(shape[0], shape[1], k=k, dtype=DTYPES[dt])]
+    # Over the import budget: ones kept to the diagonal j - i == k, at run time.
+    ones = cx.filled(shape, np.array(1, DTYPES[dt]), out=None)
+    assert isinstance(ones, Tensor)  # the same budget refuses it as an array
+    upper = cx.op("trilu", ones.name, upper=True, k=k)
+    return [T(cx.op("trilu", upper, out=0, upper=False, k=k))]
 
 
 @converter("Range")
 def _range(cx: Ctx) -> list[Operand]:
-    # Reached only when some input is not a constant (constant Ranges are folded):
-    # the output length depends on its values.
+    # Reached when some input is not a constant (constant Ranges are folded), or
+    # when a constant one is over the import budget: the IR has no run-time Range
+    # (its output length depends on the input values).
     for i, what in enumerate(("start", "limit", "delta")):
         cx.need_const(i, what)
-    raise cx.unsupported("Range with run-time inputs: the output length depends on their values")
+    raise cx.unsupported("Range is computed only at import time (its output length depends on "
+                         "the input values)")
 
 
 # -- composite normalizations (ONNX's function bodies, op for op) -------------------------
@@ -337,6 +348,7 @@ def _nll(cx: Ctx, logp: str, target: str, weight: str | None) -> str:
     if not isinstance(c, int):
         raise cx.unsupported(f"input of shape {list(shape)}: the class dim must be static")
     tdt = cx.b.type_of(target).np_dtype
+    cx.allocation((c,), tdt, "the class index table")
     spread = (1, c) + (1,) * (len(shape) - 2)  # [1, C, 1...]: classes along axis 1
     classes = cx.b.const(f"{cx.base()}.classes", np.arange(c, dtype=tdt).reshape(spread))
     hit = cx.op("equal", cx.op("unsqueeze", target, axes=(1,)), classes)

@@ -236,6 +236,7 @@ def _lppool(cx: Ctx) -> list[Operand]:
     pads = window_pads(cx, kernel, strides, dil)
     x = _abs_pow(cx, cx.tensor(0), p)
     k = tuple(kernel) if r > 1 else (1, kernel[0])
+    cx.allocation((c, 1) + k, cx.type(0).np_dtype, "the summing kernel")
     ones = cx.b.const(f"{cx.base()}.ones", np.ones((c, 1) + k, dtype=cx.type(0).np_dtype))
     if r == 1:
         x = _as_2d(cx, x)
@@ -499,6 +500,8 @@ def _structural_bias(cx: Ctx, b: int, sq: int, t: int, past: int, dt: np.dtype) 
         if b < 0 or nonpad.shape != (b,):
             raise cx.error(f"nonpad_kv_seqlen has shape {list(nonpad.shape)}, expected [batch] (static)")
     offset = nonpad - sq if nonpad is not None else np.array([past])
+    if causal or left >= 0 or right >= 0 or nonpad is not None:
+        cx.allocation((len(offset), sq, t), dt, "the causal/window/padding bias")
     ok = _allowed_keys(sq, t, offset, causal, left, right)
     if nonpad is not None:
         pad_ok = np.arange(t).reshape(1, 1, t) < nonpad.reshape(-1, 1, 1)
@@ -659,6 +662,7 @@ def _reverse_sequence(cx: Ctx) -> list[Operand]:
     b, t = shape[bax], shape[tax]
     if len(lens) != b or any(not 0 <= n <= t for n in lens):
         raise cx.error(f"sequence_lens {lens} needs {b} values in 0..{t}")
+    cx.allocation((b, t), np.int64, "the reversed positions")
     pos = np.arange(t)[None, :]
     n = np.array(lens).reshape(-1, 1)
     idx = np.where(pos < n, n - 1 - pos, pos)  # [batch, time]
@@ -712,6 +716,7 @@ def _col2im(cx: Ctx) -> list[Operand]:
     if int(np.prod(blocks)) != length or min(blocks) < 1:
         raise cx.error(f"input dim 2 ({length}) is not the number of blocks {blocks}")
     cols = cx.op("reshape", cx.tensor(0), shape=(n, c, ktot) + tuple(blocks))
+    cx.allocation((c, 1) + (1,) * r, cx.type(0).np_dtype, "the placing kernel")
     ones = cx.b.const(f"{cx.base()}.ones", np.ones((c, 1) + (1,) * r, cx.type(0).np_dtype))
     acc: str | None = None
     for k, tap in enumerate(np.ndindex(*block)):
@@ -774,6 +779,7 @@ def _tensor_scatter(cx: Ctx) -> list[Operand]:
     axis = cx.attr_int("axis", -2) % r
     if axis == 0:
         raise cx.error("axis must not be the batch axis 0")
+    cx.allocation((cache[0], upd[axis]), np.int64, "the write positions")
     starts = (np.asarray(cx.need_const(2, "write_indices")).reshape(-1).astype(np.int64) if cx.has(2)
               else np.zeros(cache[0], np.int64))
     steps = np.arange(upd[axis]).reshape((1,) * axis + (-1,) + (1,) * (r - axis - 1))

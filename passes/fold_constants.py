@@ -13,19 +13,35 @@ from tensoropt.ir.graph import Graph, Node, Value
 from .pipeline import Pass, register_pass
 
 
+def declared_bytes(node: Node) -> int | None:
+    """Bytes of ``node``'s outputs from their declared types (None if a dim is
+    symbolic). Python ints: hostile dims cannot overflow into a small size."""
+    total = 0
+    for v in node.outputs:
+        n = v.type.numel()
+        if n is None:
+            return None
+        total += n * v.type.np_dtype.itemsize
+    return total
+
+
 def _fold_node(node: Node, weights: dict[str, np.ndarray], max_bytes: int) -> dict[str, np.ndarray] | None:
-    """The output arrays of ``node`` if it can be folded, else None."""
+    """The output arrays of ``node`` if it can be folded within ``max_bytes``, else None.
+
+    The size is checked from the declared types before anything is evaluated,
+    so a node over the budget allocates nothing.
+    """
     if not all(i in weights for i in node.inputs):
         return None
-    if not all(v.type.is_static for v in node.outputs):
-        return None
-    size = sum((v.type.numel() or 0) * v.type.np_dtype.itemsize for v in node.outputs)
-    if size > max_bytes:
+    size = declared_bytes(node)
+    if size is None or size > max_bytes:
         return None
     from tensoropt.interp import evaluate_node
 
     # The interpreter is the oracle: one code path for registry ops and expr
-    # nodes alike, outputs cast to the declared dtypes.
+    # nodes alike, outputs cast to the declared dtypes. It also refuses a node
+    # over its own evaluation budget (BudgetError, a TensoroptError), so even
+    # a huge max_bytes option cannot make folding exhaust memory.
     try:
         outs = evaluate_node(node, [weights[i] for i in node.inputs])
     except TensoroptError:
@@ -45,9 +61,18 @@ class FoldConstants(Pass):
     ``dce``). Nodes with symbolic output shapes, or whose outputs would exceed
     ``max_bytes``, are kept. Graphs without weight arrays (parsed without an
     ``.npz``) are returned unchanged.
+
+    Bounded: sizes come from the declared types and are checked before a node
+    is evaluated; one application folds at most :attr:`max_total_bytes` of new
+    constants in all (later nodes are kept), and never a node over the
+    interpreter's evaluation budget, whatever ``max_bytes`` says.
     """
 
     name: ClassVar[str] = "fold-constants"
+    #: Total bytes of new constants one application may fold. A class constant,
+    #: not an option: it bounds what an untrusted graph of many small constant
+    #: nodes (say 10,000 expands of 4 MiB each) can make the pass allocate.
+    max_total_bytes: ClassVar[int] = 1 << 30
     max_bytes: int = 1 << 22
 
     def __post_init__(self) -> None:
@@ -61,11 +86,13 @@ class FoldConstants(Pass):
         new_consts: list[Value] = []
         nodes: list[Node] = []
         folded_inputs: set[str] = set()
+        folded_bytes = 0
         for node in graph.nodes:
-            arrays = _fold_node(node, weights, self.max_bytes)
+            arrays = _fold_node(node, weights, min(self.max_bytes, self.max_total_bytes - folded_bytes))
             if arrays is None:
                 nodes.append(node)
                 continue
+            folded_bytes += sum(int(a.nbytes) for a in arrays.values())
             weights.update(arrays)
             new_consts.extend(node.outputs)
             folded_inputs.update(node.inputs)

@@ -144,7 +144,25 @@ def random_values(values: Sequence[Any], *, seed: int = 0, bindings: Mapping[str
     rng = np.random.default_rng(seed)
     binds = {s: default_dim for s in symbols_of(values)}
     binds.update(bindings or {})
+    _check_input_budget(values, binds)
     return {v.name: _random_array(v.type, binds, rng) for v in values}
+
+
+def _check_input_budget(values: Sequence[Any], binds: Mapping[str, int]) -> None:
+    """:class:`BudgetError` naming an input whose declared size is over the
+    interpreter's evaluation budget, before anything is allocated for it."""
+    import math
+
+    from .errors import BudgetError
+    from .interp import _format_bytes, evaluation_budget
+
+    budget = evaluation_budget()
+    for v in values:
+        shape = v.type.concrete(dict(binds))
+        size = math.prod(shape) * v.type.np_dtype.itemsize  # Python ints: no wrap-around
+        if size > budget:
+            raise BudgetError(f"input %{v.name} declares {TensorType(v.type.dtype, shape)} ({_format_bytes(size)}): "
+                              f"over the {_format_bytes(budget)} evaluation budget")
 
 
 def _random_array(t: TensorType, binds: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:

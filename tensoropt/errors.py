@@ -31,6 +31,12 @@ class EvalError(TensoroptError):
     """Evaluation failed because of the inputs (missing, wrong shape or dtype)."""
 
 
+class BudgetError(EvalError):
+    """A declared size is over a memory budget: the node would allocate more
+    than this process may use. Raised before anything is allocated for it; the
+    message names the node, the type and the size."""
+
+
 class PipelineError(TensoroptError):
     """A bad pass pipeline: unknown pass, option or value."""
 

@@ -19,6 +19,11 @@ How a scope is evaluated (never a Python loop per element):
   iterators and contracts them with ``np.einsum(optimize=True)`` (im2col
   style: this is what makes convs and matmuls fast). Other bodies are
   evaluated by broadcasting and then reduced.
+- Before a node runs, its declared output sizes are checked against the
+  evaluation budget (:func:`evaluation_budget`, a share of the memory this
+  process may use); :func:`run_graph` checks every node before running any,
+  so a graph that cannot fit fails with one :class:`BudgetError` line naming
+  the node and the size, never a ``MemoryError`` or the OOM killer.
 - When the largest intermediate would exceed ``CHUNK_ELEMENTS``, the scope is
   split along one of its iterators (a traversal axis when possible, else a
   reduction axis whose partial results are combined) and each piece evaluated
@@ -30,28 +35,139 @@ How a scope is evaluated (never a Python loop per element):
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import scipy.special
 
-from .errors import EvalError, TensoroptError
+from .errors import BudgetError, EvalError, TensoroptError
 from .ir.expr import FUNCTIONS, Access, BinOp, Call, Const, Expr, Iter, IterDef, Scope, free_iters
 from .ir.graph import Graph, Node, Value, weight_mismatch
 from .ir.types import DTYPES, FLOAT_DTYPES, UNSIGNED_DTYPES, TensorType
 
 __all__ = [
     "CHUNK_ELEMENTS",
+    "EVAL_BUDGET_FRACTION",
     "FUNCTION_IMPLS",
+    "available_memory",
+    "check_budget",
     "evaluate_expr",
     "evaluate_node",
+    "evaluation_budget",
     "run_graph",
 ]
 
 #: Upper bound on the elements of one intermediate before a scope is split.
 CHUNK_ELEMENTS = 64 * 1024 * 1024
+
+#: Share of the memory this process may use (:func:`available_memory`) that
+#: one node's outputs may take. A quarter, because evaluating a node holds its
+#: inputs and the other live tensors too, and NumPy's temporaries (a cast, a
+#: broadcast, an einsum) can be a few times the output; a graph whose declared
+#: sizes cannot fit then fails up front with one line instead of a MemoryError.
+EVAL_BUDGET_FRACTION = 0.25
+
+
+# --------------------------------------------------------------------------
+# The memory budget
+
+
+@functools.lru_cache(maxsize=1)
+def _machine_memory() -> int | None:
+    """Physical RAM, lowered to a cgroup's ``memory.max`` (containers); None if unknown."""
+    limits: list[int] = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        pass  # no sysconf (Windows) or no such name
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (v2) means no limit
+            limits.append(int(text))
+    positive = [n for n in limits if n > 0]
+    return min(positive) if positive else None
+
+
+def available_memory() -> int:
+    """Bytes this process may use: the least of physical RAM, a cgroup memory
+    limit, and the address-space and data rlimits (read at each call: a test
+    or a supervisor may lower them). 64 GiB when none of these is known."""
+    limits = [n for n in (_machine_memory(),) if n]
+    try:
+        import resource
+
+        for which in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+            soft, _ = resource.getrlimit(which)
+            if soft != resource.RLIM_INFINITY and soft > 0:
+                limits.append(int(soft))
+    except (ImportError, OSError, ValueError):
+        pass  # no resource module (Windows)
+    return min(limits) if limits else 64 << 30
+
+
+def evaluation_budget() -> int:
+    """Bytes one node's outputs may take: :data:`EVAL_BUDGET_FRACTION` of :func:`available_memory`."""
+    return int(available_memory() * EVAL_BUDGET_FRACTION)
+
+
+def _format_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        size /= 1024
+        if size < 1024 or unit == "PiB":
+            break
+    return f"{size:.1f} {unit}" if size < 10_000 else f"{size:.3g} {unit}"  # hostile dims: 7.56e+22 PiB
+
+
+def _node_bytes(node: Node, symbols: Mapping[str, int], f64: bool) -> tuple[int, str] | None:
+    """Bytes a node's outputs take when computed, and their types as text;
+    None when a dim is unbound (the shape check after evaluation names it).
+
+    Python ints: a product of hostile dims cannot wrap around. ``expr`` nodes
+    count their compute dtype when it is wider (integers compute in f64).
+    """
+    total, parts = 0, []
+    for v in node.outputs:
+        try:
+            shape = v.type.concrete(dict(symbols))
+        except KeyError:
+            return None
+        itemsize = _output_dtype(v.type, f64).itemsize
+        if node.op == "expr":
+            itemsize = max(itemsize, _compute_dtype(v.type, f64).itemsize)
+        total += math.prod(shape) * itemsize
+        parts.append(str(TensorType(v.type.dtype, shape)))
+    return total, ", ".join(parts)
+
+
+def check_budget(node: Node, symbols: Mapping[str, int] | None = None, *, f64: bool = False,
+                 max_bytes: int | None = None) -> None:
+    """Raise :class:`BudgetError` when ``node``'s declared outputs (symbols
+    bound) are over ``max_bytes`` (default :func:`evaluation_budget`).
+
+    Allocates nothing: it reads only the declared types.
+    """
+    size = _node_bytes(node, symbols or {}, f64)
+    if size is None:
+        return
+    nbytes, types = size
+    budget = evaluation_budget() if max_bytes is None else max_bytes
+    if nbytes <= budget:
+        return
+    why = (f" ({EVAL_BUDGET_FRACTION:.0%} of the {_format_bytes(available_memory())} this process may use)"
+           if max_bytes is None else "")
+    raise BudgetError(f"{node.label}: declares {types} ({_format_bytes(nbytes)}): over the "
+                      f"{_format_bytes(budget)} evaluation budget{why}")
 
 
 # --------------------------------------------------------------------------
@@ -593,10 +709,13 @@ def evaluate_node(
     registry: Mapping[str, Any] | None = None,
     *,
     f64: bool = False,
+    max_bytes: int | None = None,
 ) -> list[np.ndarray]:
     """Evaluate one node on its input arrays (in ``node.inputs`` order).
 
     Outputs are cast to the declared dtypes (floats to float64 when ``f64``).
+    Declared outputs over ``max_bytes`` (default :func:`evaluation_budget`)
+    raise :class:`BudgetError` before anything is computed (:func:`check_budget`).
     Errors from the op are re-raised with the node's label in front; NumPy
     failures inside a registry op's eval (an empty ``max``, a negative integer
     power, ...) come from the input values, so they become :class:`EvalError`.
@@ -608,6 +727,7 @@ def evaluate_node(
     """
     if len(xs) != len(node.inputs):
         raise EvalError(f"{node.label}: expects {len(node.inputs)} input(s), got {len(xs)}")
+    check_budget(node, symbols, f64=f64, max_bytes=max_bytes)
     with np.errstate(all="ignore"):
         return _evaluate_node(node, xs, symbols, registry, f64)
 
@@ -725,6 +845,7 @@ def run_graph(
     *,
     dtype: str | None = None,
     registry: Mapping[str, Any] | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``graph`` on ``inputs`` (by name); return its outputs by name.
 
@@ -741,18 +862,24 @@ def run_graph(
       has run.
     - Floating-point results follow IEEE semantics (inf, nan; no warnings);
       see :func:`evaluate_node` for the errors raised instead.
+    - Before any node runs (and before weights are cast in f64 mode), every
+      node's declared outputs, with the symbols bound, are checked against
+      ``max_bytes`` (default :func:`evaluation_budget`): :class:`BudgetError`
+      names the first node over it.
     """
     if dtype not in (None, "f64"):
         raise EvalError(f"unknown run_graph dtype mode {dtype!r}; valid: None, 'f64'")
     f64 = dtype == "f64"
     env, symbols = _bind_inputs(graph, inputs, f64)
+    for node in graph.nodes:  # all of them first: fail before computing anything
+        check_budget(node, symbols, f64=f64, max_bytes=max_bytes)
     env.update(_bind_weights(graph, f64))
     frees = _last_uses(graph)
     for i, node in enumerate(graph.nodes):
         missing = [n for n in node.inputs if n not in env]
         if missing:
             raise EvalError(f"{node.label}: input %{missing[0]} is not defined before it")
-        outs = evaluate_node(node, [env[n] for n in node.inputs], symbols, registry, f64=f64)
+        outs = evaluate_node(node, [env[n] for n in node.inputs], symbols, registry, f64=f64, max_bytes=max_bytes)
         for v, o in zip(node.outputs, outs):
             _check_shape(node, v.name, v.type, o, symbols)
             env[v.name] = o

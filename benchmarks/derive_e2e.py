@@ -77,6 +77,8 @@ def run_model(name: str, depth: int, seconds: float) -> dict[str, Any]:
     return {
         "model": name, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "direct_ms": direct_ms, "derived_ms": derived_ms, "speedup": direct_ms / derived_ms,
         "torch_ms": _torch_ms(module, example), "max_rel_diff": diff, "derive_s": round(derive_s, 1),
+        "fallbacks": {"direct": direct_m.manifest.get("fallbacks", []),  # kernels compiled to slower code
+                      "derived": derived_m.manifest.get("fallbacks", [])},
         "nodes": [{"node": n, "original": d.start.program,
                    "derived": d.chosen.program if d.chosen is not d.start else "(kept)",
                    "speedup": d.speedup} for n, d in report],

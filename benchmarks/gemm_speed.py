@@ -30,7 +30,7 @@ import tvm
 from tvm import relax, te
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tensoropt.codegen.schedule import host_target, last_report, schedule_module  # noqa: E402
+from tensoropt.codegen.schedule import host_target, last_fallbacks, last_report, schedule_module  # noqa: E402
 from tensoropt.codegen.schedule_conv import conv2d_te  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -99,12 +99,13 @@ def _gemm_case(name, m, n, k, batch, target, repeat):
     args = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
     mod = schedule_module(_relax_module(_matmul_te, shapes), target)
     rule = ",".join(last_report.values())
+    fallbacks = [fb.to_json() for fb in last_fallbacks]  # a slow row with fallbacks did not get its rule
     t = _time_vm(mod, target, args, repeat)
     a, b = args
     t_np = _time_numpy(lambda: a @ b, repeat)
     flops = 2.0 * m * n * k * (batch or 1)
     return {"name": name, "kind": "gemm", "flops": flops, "ours_gflops": flops / t / 1e9,
-            "numpy_gflops": flops / t_np / 1e9, "rule": rule}
+            "numpy_gflops": flops / t_np / 1e9, "rule": rule, "fallbacks": fallbacks}
 
 
 def _conv_case(name, n, c, h, w, f, kh, stride, pad, groups, target, repeat, forms):
@@ -119,6 +120,7 @@ def _conv_case(name, n, c, h, w, f, kh, stride, pad, groups, target, repeat, for
             return conv2d_te(x, wt, (stride, stride), (pad, pad, pad, pad), (1, 1), groups, form=form)
         mod = schedule_module(_relax_module(fn, shapes), target)
         row[f"rule_{form}"] = ",".join(last_report.values())
+        row[f"fallbacks_{form}"] = [fb.to_json() for fb in last_fallbacks]
         row[f"{form}_gflops"] = flops / _time_vm(mod, target, args, repeat) / 1e9
     forms_done = [fm for fm in forms if f"{fm}_gflops" in row]
     best = max(forms_done, key=lambda fm: row[f"{fm}_gflops"])

@@ -226,6 +226,8 @@ def main() -> None:
             report = {"model": name, "error": f"{type(e).__name__}: {first}"}
             print(f"  failed: {report['error']}", file=sys.stderr)
         report["wall_s"] = round(time.perf_counter() - t0, 1)
+        report.setdefault("fallbacks", [])  # bench's records of kernels compiled to slower code (none if it failed)
+        report["fallback_count"] = len(report["fallbacks"])
         report.pop("machine", None)  # stated once, at the top
         doc["models"].append(report)
         atomic_write_text(out_json, json.dumps(doc, indent=2, default=str) + "\n")
@@ -235,6 +237,8 @@ def main() -> None:
                       f"rel diff {r['max_rel_diff']:.1e})", file=sys.stderr)
             else:
                 print(f"  {r['side']:>12}: {r['status']} {r['error'] or r['note']}", file=sys.stderr)
+        if report["fallback_count"]:
+            print(f"  tensoropt: {report['fallback_count']} kernel fallback(s), listed in the JSON", file=sys.stderr)
     png = out_json.with_suffix(".png")
     plot(doc["models"], png)
     print(markdown(doc["models"]))

@@ -21,7 +21,10 @@ reason; the others go on. Outputs are compared with tensoropt's (largest
 absolute difference over the largest magnitude of tensoropt's output).
 
 The report is a plain dict (:func:`bench`), shown by :func:`table`, written by
-:func:`write_json` and :func:`write_plot`.
+:func:`write_json` and :func:`write_plot`. Its ``fallbacks`` lists the
+kernels tensoropt compiled to slower code than planned (the manifest's
+records; the tensoropt row's ``fallbacks`` counts them): a slow tensoropt time
+with fallbacks is a fallback, not the schedules' best.
 """
 
 from __future__ import annotations
@@ -483,7 +486,7 @@ def tvm_threads(threads: int) -> int:
 def _row(side: str, status: str, **kw: Any) -> dict[str, Any]:
     row = {"side": side, "status": status, "median_ms": None, "min_ms": None, "max_ms": None, "q1_ms": None,
            "q3_ms": None, "iqr_ms": None, "runs_ms": [], "ratio": None, "max_rel_diff": None, "agree": None,
-           "compile_s": None, "error": None, "note": ""}
+           "compile_s": None, "error": None, "note": "", "fallbacks": None}  # fallbacks: tensoropt's count
     row.update(kw)
     return row
 
@@ -521,8 +524,15 @@ def bench(model: Any, example_inputs: Sequence[Any] | None = None, *,
     tvm_n = tvm_threads(threads)
     say(f"compiling {label} with tensoropt ({target})")
     t0 = time.perf_counter()
-    compiled = compile_model(subject.graph, pipeline=pipeline, target=target, progress=compile_progress)
+    with warnings.catch_warnings():  # the report records them (and `table` shows them): no Python warning too
+        from .compiler import FallbackWarning
+
+        warnings.simplefilter("ignore", FallbackWarning)
+        compiled = compile_model(subject.graph, pipeline=pipeline, target=target, progress=compile_progress)
     compile_s = time.perf_counter() - t0
+    fallbacks = list(compiled.manifest.get("fallbacks", []))
+    if fallbacks:
+        say(f"{len(fallbacks)} kernel fallback(s): tensoropt runs slower code for them (see the report)")
     if inputs is None:
         inputs = api.random_values(compiled.inputs, seed=seed, bindings=binds)
     elif not isinstance(inputs, Mapping):
@@ -543,7 +553,7 @@ def bench(model: Any, example_inputs: Sequence[Any] | None = None, *,
     say(f"timing tensoropt ({warmup} warm-up + {repeat} runs)")
     ref, runs = time_calls(ours, warmup, repeat, max_seconds, min_repeat)
     results = [_row("tensoropt", "ok", **stats_ms(runs), ratio=1.0, max_rel_diff=0.0, agree=True,
-                    compile_s=round(compile_s, 3), note=f"{target}, {tvm_n} threads")]
+                    compile_s=round(compile_s, 3), note=f"{target}, {tvm_n} threads", fallbacks=len(fallbacks))]
     base = results[0]["median_ms"]
     thread_info = {"tensoropt": tvm_n}
 
@@ -595,6 +605,7 @@ def bench(model: Any, example_inputs: Sequence[Any] | None = None, *,
         "timing": TIMING,
         "ratio": "tensoropt median / peer median (below 1: tensoropt is faster)",
         "agree_tol": AGREE_TOL,
+        "fallbacks": fallbacks,  # kernels tensoropt ran slower code for (codegen.schedule.Fallback records)
         "results": results,
     }
 
@@ -635,6 +646,10 @@ def table(report: Mapping[str, Any]) -> Any:
         if r["agree"] is False:
             notes.append(f"{r['side']}: outputs DISAGREE with tensoropt's (rel diff {r['max_rel_diff']:.1e} "
                          f"> {report['agree_tol']:g})")
+    fallbacks = report.get("fallbacks") or []
+    if fallbacks:
+        notes.append(f"tensoropt: {len(fallbacks)} kernel fallback(s) (slower code than planned):")
+        notes += [f"  {f['kernel']} [{f['stage']}{', bug' if f.get('bug') else ''}]: {f['reason']}" for f in fallbacks]
     if report.get("onnx"):
         notes.append(f"ONNX model run by the peers: {report['onnx']}")
     notes += list(report.get("notes", []))

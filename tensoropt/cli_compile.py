@@ -12,6 +12,7 @@ import contextlib
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -42,7 +43,20 @@ def build_progress(enabled: bool) -> Iterator[Callable[[str, int, int, str], Non
         yield progress
 
 
+def fallback_lines(fallbacks: list[dict[str, Any]]) -> list[str]:
+    """What ``tensoropt compile`` prints about fallbacks: a count, then one line each (none when empty)."""
+    if not fallbacks:
+        return []
+    bugs = sum(1 for f in fallbacks if f.get("bug"))
+    n = len(fallbacks)
+    head = (f"  {n} fallback{'s' if n != 1 else ''} (kernels that run slower code than planned"
+            + (f"; {bugs} from bugs in tensoropt or TVM" if bugs else "") + "):")
+    return [head] + [f"    {f['kernel']} [{f['stage']}{', bug' if f.get('bug') else ''}]: {f['reason']}"
+                     for f in fallbacks]
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
+    from .compiler import FallbackWarning
     from .compiler import compile as compile_model
 
     from .runtime.artifact import check_overwritable
@@ -50,15 +64,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_overwritable(out)  # before the (long) compile, not after
     t0 = time.perf_counter()
-    with build_progress(not args.json and sys.stderr.isatty()) as progress:
+    with build_progress(not args.json and sys.stderr.isatty()) as progress, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FallbackWarning)  # listed below, one line each, not as a Python warning
         model = compile_model(args.file, pipeline=args.pipeline, target=args.target, progress=progress)
     model.save(out)
     seconds = time.perf_counter() - t0
     m = model.manifest
+    fallbacks = list(m.get("fallbacks", []))
     if args.json:
         print(json.dumps({"artifact": str(out), "seconds": round(seconds, 3), "target": args.target,
                           "inputs": m["inputs"], "outputs": m["outputs"], "kernels": m["kernels"],
-                          "build_seconds": m["build_seconds"]}, indent=2))
+                          "fallbacks": fallbacks, "build_seconds": m["build_seconds"]}, indent=2))
         return 0
     from rich.console import Console
 
@@ -70,6 +86,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     c.print(f"compiled {args.file} for {args.target} in {seconds:.2f} s -> {out}/")
     c.print(f"  inputs: {ins}")
     c.print(f"  {len(m['kernels'])} kernels: " + ", ".join(f"{n} {r}" for r, n in sorted(rules.items())))
+    for k, line in enumerate(fallback_lines(fallbacks)):
+        c.print(line, style="bold yellow" if k == 0 else "yellow", soft_wrap=True)
     c.print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in m["build_seconds"].items()))
     return 0
 

@@ -13,13 +13,38 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .errors import InputFileError, TensoroptError
 from .ir.graph import Graph
 from .runtime.artifact import FORMAT, VERSION, value_json
 from .runtime.model import CompiledModel, load_artifact, versions
+
+
+class FallbackWarning(UserWarning):
+    """Some kernels of a compiled model got slower code than tensoropt meant to give them.
+
+    Emitted once per :func:`compile` that had fallbacks; the details are in
+    ``model.manifest["fallbacks"]``. Filter it with
+    ``warnings.simplefilter("ignore", tensoropt.compiler.FallbackWarning)``.
+    """
+
+
+#: Fallbacks a :class:`FallbackWarning` names before "and N more".
+WARN_FIRST = 3
+
+
+def fallback_summary(fallbacks: Sequence[Mapping[str, Any]], first: int = WARN_FIRST) -> str:
+    """One line: how many fallbacks (how many are bugs), then the first few, kernel and reason."""
+    n = len(fallbacks)
+    bugs = sum(1 for f in fallbacks if f.get("bug"))
+    head = f"{n} fallback{'s' if n != 1 else ''}" + (f" ({bugs} from bugs)" if bugs else "")
+    shown = "; ".join(f"{f['kernel']}: {f['reason']}" for f in fallbacks[:first])
+    more = f"; and {n - first} more" if n > first else ""
+    return (f"tensoropt: {head}, some kernels run slower code: {shown}{more} "
+            "(all of them in model.manifest['fallbacks'])")
 
 
 def _sha256_bytes(b: bytes) -> str:
@@ -85,13 +110,19 @@ def manifest_for(graph: Graph, built: Any, pipeline: str | None, source: dict[st
         "source": source,
         "versions": versions(),
         "kernels": dict(built.kernels),
+        "fallbacks": [f.to_json() for f in getattr(built, "fallbacks", ())],
         "build_seconds": {k: round(v, 3) for k, v in built.seconds.items()},
     }
 
 
 def compile(model: Any, example_inputs: Sequence[Any] | None = None, pipeline: str | None = None,
             target: str = "llvm", *, progress: Any = None) -> CompiledModel:
-    """Compile ``model`` (see the module docstring) for ``target`` ("llvm" or "cuda")."""
+    """Compile ``model`` (see the module docstring) for ``target`` ("llvm" or "cuda").
+
+    When some kernels fall back to slower code (``codegen.schedule``'s module
+    docstring says what counts), emits one :class:`FallbackWarning` that
+    counts them and names the first few; ``manifest["fallbacks"]`` has all.
+    """
     from .codegen.build import build
 
     graph, source = to_graph(model, example_inputs)
@@ -101,7 +132,10 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, pipeline: s
         graph, _ = optimize(graph, pipeline)
     built = build(graph, target=target, progress=progress)
     weights = {c.name: graph.weights[c.name] for c in graph.constants}
-    return CompiledModel(built.executable, manifest_for(graph, built, pipeline, source), weights)
+    manifest = manifest_for(graph, built, pipeline, source)
+    if manifest["fallbacks"]:
+        warnings.warn(FallbackWarning(fallback_summary(manifest["fallbacks"])), stacklevel=2)
+    return CompiledModel(built.executable, manifest, weights)
 
 
 def load_compiled(directory: str | os.PathLike[str]) -> CompiledModel:

@@ -85,8 +85,12 @@ def _nan_aware(pick: Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr],
                a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
     """``pick(a, b)`` that returns NaN when either operand is NaN (as np.maximum/np.minimum).
 
-    Each operand is used three times, so a compound one is bound to a variable
-    first (``Let``): nested max chains would otherwise grow exponentially.
+    The GPU form. Each operand is used three times, so a compound one is
+    bound to a variable first (``Let``): nested max chains would otherwise
+    grow exponentially. Not for CPU code: TVM's loop vectorizer rejects such
+    a ``Let`` once an inlined schedule has duplicated it ("Let cannot bind
+    the same var to two different values", the whole module then fell back
+    to unscheduled code); the CPU form is :func:`_llvm_nan_max`.
     """
     if not _is_float(a):
         return pick(a, b)
@@ -107,13 +111,31 @@ def _nan_aware(pick: Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr],
     return out
 
 
-def _max(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
-    """np.maximum: NaN in either operand gives NaN (LLVM's max would drop it)."""
+def _llvm_nan_max(intrinsic: str, pick: Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr]
+                  ) -> Callable[[tirx.PrimExpr, tirx.PrimExpr], tirx.PrimExpr]:
+    """np.maximum/np.minimum for CPU code: LLVM's ``llvm.maximum``/``llvm.minimum``
+    (NaN in either operand gives NaN), each operand used once, vectorizable.
+    Integers use ``pick``."""
+
+    def fn(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+        if not _is_float(a):
+            return pick(a, b)
+        return tirx.call_llvm_pure_intrin(dtype_of(a), intrinsic, a, b)
+
+    return fn
+
+
+_max = _llvm_nan_max("llvm.maximum", tirx.max)
+_min = _llvm_nan_max("llvm.minimum", tirx.min)
+
+
+def _gpu_max(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """np.maximum for GPU code (no LLVM intrinsics in CUDA source)."""
     return _nan_aware(lambda x, y: tirx.max(x, y), a, b)
 
 
-def _min(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
-    """np.minimum, NaN-propagating like :func:`_max`."""
+def _gpu_min(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """np.minimum for GPU code, NaN-propagating like :func:`_gpu_max`."""
     return _nan_aware(lambda x, y: tirx.min(x, y), a, b)
 
 
@@ -188,6 +210,13 @@ FUNCTIONS: dict[str, Callable[..., tirx.PrimExpr]] = {
     "eq": _cmp(lambda a, b: a == b),
     "ne": _cmp(lambda a, b: a != b, unordered=True),
     "where": _where,
+}
+
+#: GPU replacements for the CPU-only entries of FUNCTIONS.
+GPU_FUNCTIONS: dict[str, Callable[..., tirx.PrimExpr]] = {
+    "relu": lambda x: _gpu_max(x, tirx.const(0, dtype_of(x))),
+    "max": _gpu_max,
+    "min": _gpu_min,
 }
 
 
@@ -361,7 +390,7 @@ class ExprLowerer:
             rhs = self._value(e.rhs, env, in_reduction)
             return _VALUE_BINOPS[e.op](lhs, rhs)
         if isinstance(e, Call):
-            fn = FUNCTIONS.get(e.fn)
+            fn = (self.standard_reducers and GPU_FUNCTIONS.get(e.fn)) or FUNCTIONS.get(e.fn)
             if fn is None:
                 raise EvalError(f"function {e.fn!r} has no TVM lowering")
             return fn(*(self._value(a, env, in_reduction) for a in e.args))

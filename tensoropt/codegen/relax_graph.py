@@ -14,19 +14,24 @@ Invariants of the module built here:
   :class:`ExprLowerer` on its Expr (``expr`` nodes on ``node.expr``), and for
   attribute cases an Expr cannot state, through ``te_tables``. The
   PrimFunc is named after the op, so profiles and progress read naturally.
+
+A ``te_fast`` entry that returns None for a node it is meant for (see
+:func:`fast_declined`) is a fallback: the node gets its generic Expr
+lowering, and a ``schedule.Fallback`` with stage ``lower`` is recorded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from tvm import relax, te, tirx
 
 from ..errors import TensoroptError, UnsupportedError
-from ..ir.graph import Graph, Node
+from ..ir.graph import Attrs, Graph, Node
 from ..ir.types import DTYPES, FLOAT_DTYPES, TensorType
 from .lower_expr import ExprLowerer, cast_to, i64
+from .schedule import Fallback
 from .te_fast import FAST
 
 #: IR dtype -> TVM dtype string (NumPy's names, which TVM shares).
@@ -93,13 +98,43 @@ def local_symbols(in_types: list[TensorType], xs: tuple[te.Tensor, ...],
     return local
 
 
+#: The nodes a ``te_fast`` entry is meant for, where that is not every node of
+#: the op: the native integer forms are for integer operands. Ops not listed:
+#: every node of the op.
+_INTEGER_FAST = frozenset({"shift_left", "shift_right", "bitwise_and", "bitwise_or", "bitwise_xor"})
+_FAST_DOMAIN: dict[str, Callable[[Sequence[TensorType], Sequence[TensorType], Attrs], bool]] = {
+    **{op: (lambda ins, outs, a: all(t.dtype[0] in "iu" for t in (*ins, *outs))) for op in _INTEGER_FAST},
+}
+
+
+def fast_declined(op: str, in_types: Sequence[TensorType], out_types: Sequence[TensorType],
+                  attrs: Attrs) -> str | None:
+    """Why ``FAST[op]``, having returned None, declined this node; None when the
+    node is not one the entry is meant for (then it is no fallback).
+
+    ``te_fast`` entries say None without a reason, so the reason is read off
+    the node's types: the first dtype the specialised forms do not take
+    (they are f32 or signed-integer forms), else the input types.
+    """
+    domain = _FAST_DOMAIN.get(op)
+    if domain is not None and not domain(in_types, out_types, attrs):
+        return None
+    dtypes = sorted({t.dtype for t in in_types})
+    odd = [d for d in dtypes if (d.startswith("u") if op in _INTEGER_FAST else d != "f32")]
+    if odd:
+        return f"{', '.join(odd)} dtype"
+    return "inputs " + ", ".join(str(t) for t in in_types)
+
+
 def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
-                  registry: dict, gpu: bool = False) -> Callable[..., list[te.Tensor]]:
+                  registry: dict, gpu: bool = False,
+                  fallbacks: list[Fallback] | None = None) -> Callable[..., list[te.Tensor]]:
     """A TE function of the node's input tensors returning one tensor per output.
 
     Raises :class:`UnsupportedError` naming the node when no lowering applies.
     A returned function may carry ``tables``: NumPy constants to pass after
-    the node's inputs.
+    the node's inputs. A specialised lowering that declines the node is
+    appended to ``fallbacks`` (stage ``lower``, named by the node's label).
     """
     from .te_ops import LOWERINGS
 
@@ -119,9 +154,13 @@ def node_lowering(graph: Graph, node: Node, symbols: dict[str, tirx.Var],
         fn = LOWERINGS[node.op]
         return lambda *xs: list(fn(list(xs), shapes(xs), out_dtypes, attrs))
     if node.op in FAST:
-        fast = FAST[node.op](in_types, out_types, registry[node.op].with_defaults(node.attrs))
+        attrs = registry[node.op].with_defaults(node.attrs)
+        fast = FAST[node.op](in_types, out_types, attrs)
         if fast is not None:
             return fast
+        why = fast_declined(node.op, in_types, out_types, attrs)
+        if why is not None and fallbacks is not None:
+            fallbacks.append(Fallback(node.label, "lower", f"fast lowering declined ({why}); generic Expr lowering"))
     if node.op == "expr":
         scope = node.expr
     else:
@@ -171,12 +210,15 @@ def _fallback(node: Node, in_types: list[TensorType], out_types: list[TensorType
 
 
 def to_relax(graph: Graph, registry: dict | None = None,
-             on_node: Callable[[Node], None] | None = None, gpu: bool = False) -> tuple[object, Signature]:
+             on_node: Callable[[Node], None] | None = None, gpu: bool = False,
+             fallbacks: list[Fallback] | None = None) -> tuple[object, Signature]:
     """The Relax IRModule computing ``graph`` and its :class:`Signature`.
 
     Raises :class:`UnsupportedError` naming the node when an op cannot be
     lowered. ``on_node`` is called before each node (progress). ``gpu``:
     TVM's standard max/min reducers, which its GPU reduction rules need.
+    ``fallbacks`` receives one record per node whose specialised lowering
+    declined it (see :func:`fast_declined`).
     """
     if registry is None:
         from .. import ops  # noqa: F401  (registers every op)
@@ -191,7 +233,7 @@ def to_relax(graph: Graph, registry: dict | None = None,
             for node in graph.nodes:
                 if on_node is not None:
                     on_node(node)
-                fn = node_lowering(graph, node, symbols, registry, gpu)
+                fn = node_lowering(graph, node, symbols, registry, gpu, fallbacks)
                 args = [env[i] for i in node.inputs]
                 args += [relax.const(t) for t in getattr(fn, "tables", ())]
                 try:

@@ -104,7 +104,8 @@ def _strip_cast(e: tirx.PrimExpr) -> tirx.PrimExpr:
 
 @dataclass
 class MulSum:
-    """A block whose update is `out[...] = out[...] + X[...] * Y[...]` (matmul, conv, ...)."""
+    """A block whose update is `out[...] = out[...] + X[...] * Y[...]` (matmul, conv, ...),
+    possibly times a constant (`X * Y * alpha`)."""
 
     out: tirx.BufferStore
     lhs: BufferLoad
@@ -123,6 +124,11 @@ def match_mul_sum(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> MulSum | None:
             if not isinstance(prod, tirx.Mul):
                 return None
             x, y = _strip_cast(prod.a), _strip_cast(prod.b)
+            # a constant factor on the product (ONNX Gemm's alpha: x * w * 0.5)
+            if isinstance(y, (tirx.FloatImm, tirx.IntImm)) and isinstance(x, tirx.Mul):
+                x, y = _strip_cast(x.a), _strip_cast(x.b)
+            elif isinstance(x, (tirx.FloatImm, tirx.IntImm)) and isinstance(y, tirx.Mul):
+                x, y = _strip_cast(y.a), _strip_cast(y.b)
             if isinstance(x, BufferLoad) and isinstance(y, BufferLoad):
                 return MulSum(body, x, y)
             return None

@@ -8,7 +8,9 @@ fastest here (benchmarks/gemm_speed.py):
   * "im2col": pad stage + `col[n,c,r,s,y,x]` + `out = sum W[f,c,r,s] * col[n,c,r,s,y,x]`.
     col's trailing (y, x) axes match the output's, so the rule fuses them into
     one long contiguous axis: good when the output rows are short (14x14, 7x7).
-Grouped/depthwise convs always use the direct form.
+  * "grouped": a GEMM per group over an im2col buffer, for grouped convs with
+    several input channels per group (see `_grouped_im2col`).
+Depthwise convs (one input channel per group) use the direct form.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ def pad_nchw(data: te.Tensor, pads: tuple[int, int, int, int], value: float = 0.
 def choose_conv_form(c_in: int, oh: int, ow: int, kh: int, kw: int, stride: tuple[int, int], groups: int) -> str:
     """Formulation that measured fastest for this conv shape (see module docstring)."""
     if groups != 1:
-        return "direct"
+        # Depthwise (one output channel per group) has no channel reduction to
+        # tile; other grouped convs are a GEMM per group (_grouped_im2col).
+        return "grouped" if c_in // groups > 1 else "direct"
     if kh == 1 and kw == 1 and stride == (1, 1):
         # Already a GEMM over the fused (y, x) axis. When y*x is ragged the GEMM
         # rule pads it, and the im2col copy is the cheaper place for that
@@ -74,6 +78,35 @@ def choose_conv_form(c_in: int, oh: int, ow: int, kh: int, kw: int, stride: tupl
     return "im2col"
 
 
+def _grouped_im2col(padded: te.Tensor, weight: te.Tensor, n: tirx.PrimExpr, groups: int, cg: int, fg: int,
+                    kh: int, kw: int, oh: tirx.PrimExpr, ow: tirx.PrimExpr, stride: tuple[int, int],
+                    dilation: tuple[int, int]) -> te.Tensor:
+    """A grouped conv as one GEMM per group, ``out[n, g, f, y, x] = sum_{c,r,s}
+    W[g, f, c, r, s] * col[n, g, c, r, s, y, x]``, then viewed as [n, g*fg, y, x].
+
+    Written over a single output-channel axis (the direct form), the input's
+    channel ``(o // fg) * cg + c`` moves with the output channel, so the GEMM
+    rule cannot tile output channels and tiled rows of the (short) image
+    instead: ShuffleNet's 7x7 grouped 1x1 convs got 1x7 register tiles. With
+    the group an axis of its own, ``f`` is the tile's rows and the fused
+    ``y*x`` its columns, as in an ungrouped im2col conv. The weight is read
+    through a 5-D view (a per-call copy the size of the weights) so every
+    access is a plain iterator and the rule may pad ragged axes.
+    """
+    sh, sw = stride
+    dh, dw = dilation
+    w5 = te.compute((groups, fg, cg, kh, kw), lambda g, f, c, r, s: weight[g * fg + f, c, r, s], name="weight_groups")
+    col = te.compute((n, groups, cg, kh, kw, oh, ow),
+                     lambda b, g, c, r, s, y, x: padded[b, g * cg + c, y * sh + r * dh, x * sw + s * dw], name="im2col")
+    rc = te.reduce_axis((0, cg), "rc")
+    rr = te.reduce_axis((0, kh), "rr")
+    rs = te.reduce_axis((0, kw), "rs")
+    out5 = te.compute((n, groups, fg, oh, ow),
+                      lambda b, g, f, y, x: te.sum(w5[g, f, rc, rr, rs] * col[b, g, rc, rr, rs, y, x], axis=[rc, rr, rs]),
+                      name="conv2d")
+    return te.compute((n, groups * fg, oh, ow), lambda b, o, y, x: out5[b, o // fg, o % fg, y, x], name="conv2d_groups")
+
+
 def conv2d_te(
     data: te.Tensor,
     weight: te.Tensor,
@@ -87,7 +120,7 @@ def conv2d_te(
 
     data: (N, C, H, W); weight: (F, C // groups, KH, KW). Static C, KH, KW,
     groups are required; N, H, W may be symbolic only for form="direct".
-    form: "auto" (per-shape choice), "direct" or "im2col".
+    form: "auto" (per-shape choice), "direct", "im2col" or "grouped" (groups > 1).
     """
     sh, sw = _pair(strides)
     dh, dw = _pair(dilations)
@@ -117,6 +150,8 @@ def conv2d_te(
             lambda b, o, y, x: te.sum(weight[o, rc, rr, rs] * col[b, rc, rr, rs, y, x], axis=[rc, rr, rs]),
             name="conv2d",
         )
+    if form == "grouped":
+        return _grouped_im2col(padded, weight, n, groups, cg_i, f_i // groups, kh_i, kw_i, oh, ow, (sh, sw), (dh, dw))
     if form not in ("direct", "im2col"):
         raise ValueError(f"unknown conv form {form!r}")
     rc = te.reduce_axis((0, cg_i), "rc")

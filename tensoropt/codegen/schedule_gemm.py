@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import tvm
 from tvm import s_tir, tirx
 from tvm.target import Target
 
@@ -35,6 +36,7 @@ from .schedule_analysis import (
     num_vector_registers,
     uses_var,
     vector_lanes,
+    walk_expr,
 )
 
 
@@ -174,30 +176,100 @@ def _inline_producers(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> None:
 
 
 
+def _has_div_mod(e: tirx.PrimExpr) -> bool:
+    found = []
+
+    def visit(node: object) -> None:
+        if isinstance(node, (tirx.FloorDiv, tirx.FloorMod, tirx.Div, tirx.Mod)):
+            found.append(node)
+
+    walk_expr(e, visit)
+    return bool(found)
+
+
+def reverse_inline(sch: s_tir.Schedule, block: Any) -> bool:
+    """``reverse_compute_inline(block)`` where it is sound; whether it happened.
+
+    TVM 0.27 inlines a consumer into its producer even when another block
+    still reads the producer's output, and then drops that buffer: the other
+    reader is left reading an undefined buffer ("conv2d_bias_intermediate is
+    used before its definition", the build fails). So only a consumer that
+    is the sole reader of each of its producers is inlined.
+    """
+    producers = sch.get_producers(block)
+    if any(len(sch.get_consumers(p)) != 1 for p in producers):
+        return False
+    # It also inverts the consumer's read of the producer to find where each
+    # producer iteration stores; for a read through // or % (an interleave
+    # Z[(y + 1) % 2, y // 2]) that inverse came out wrong and stored out of
+    # bounds (heap corruption). Plain and affine reads it inverts correctly,
+    # adding a predicate for a consumer that reads only part (a crop).
+    written = {w.source for p in producers for w in sch.get(p).writes}
+    for ld in buffer_loads(sch, block):
+        if any(ld.source.same_as(w) for w in written) and any(_has_div_mod(i) for i in ld.indices):
+            return False
+    try:
+        sch.reverse_compute_inline(block)
+    except s_tir.ScheduleError:
+        return False
+    except tvm.error.InternalError:
+        # 0.27 crashes ("Cannot dispatch a null expression") instead of
+        # refusing a consumer that broadcasts the producer's output; the
+        # analysis fails before the schedule is changed
+        return False
+    return True
+
+
+def _downstream(sch: s_tir.Schedule, block: Any) -> list[Any]:
+    """Every block that (transitively) reads what ``block`` writes, nearest first."""
+    seen: list[Any] = []
+    todo = list(sch.get_consumers(block))
+    while todo:
+        b = todo.pop(0)
+        if any(sch.get(b).same_as(sch.get(s)) for s in seen):
+            continue
+        seen.append(b)
+        todo.extend(sch.get_consumers(b))
+    return seen
+
+
 def inline_consumers(sch: s_tir.Schedule, block: Any, keep: Sequence[str] = ()) -> None:
     """Inline every consumer of ``block`` that can be (repeatedly: inlining one
-    exposes its own consumers), except blocks named in ``keep``."""
+    exposes its own consumers), except blocks named in ``keep``.
+
+    An epilogue that reads ``block``'s output twice (PReLU: ``where(x > 0,
+    x, a * x)``) has several consumer blocks; they are first inlined into
+    one another (forward, ``compute_inline``), so that a single consumer is
+    left to inline into ``block`` (see :func:`reverse_inline`).
+    """
+    for b in _downstream(sch, block):
+        if sch.get(b).name_hint in keep or not block_info(sch, b).is_spatial:
+            continue
+        try:
+            sch.compute_inline(b)
+        except s_tir.ScheduleError:
+            continue
     changed = True
     while changed:
         changed = False
         for cons in sch.get_consumers(block):
             if sch.get(cons).name_hint in keep:
                 continue
-            try:
-                sch.reverse_compute_inline(cons)
+            if reverse_inline(sch, cons):
                 changed = True
                 break
-            except s_tir.ScheduleError:
-                continue
 
 
-def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: tuple[str, ...] = ()) -> str:
+def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: tuple[str, ...] = (),
+                  unit_rows: bool = False) -> str:
     """Apply the register-tiled GEMM schedule in place; returns a rule-variant label.
 
     pad: when the contiguous output axis (or the row axis m) has no good tile
     divisor, pad the block's iteration domain first (`_plan_padding`).
     keep: names of consumer blocks not to inline into the copy-out (crops of a
     padded output: TVM inlines them without a bounds predicate).
+    unit_rows: with no other axis to tile, tile an extent-1 one (one output
+    row: the ``gemv`` rule's ``W[k, j]`` case, a micro kernel of one row).
     Raises RuleNotApplicable (or a TVM ScheduleError) when the function does not fit.
     """
     blocks = all_blocks(sch)
@@ -240,6 +312,8 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: t
                 break
     if m_pos is None:
         cands = [p for p in range(len(s_iters)) if p not in fuse_pos and s_iters[p].static_extent != 1]
+        if not cands and unit_rows:
+            cands = [p for p in range(len(s_iters)) if p not in fuse_pos]
         if not cands:
             raise RuleNotApplicable("no second spatial axis to block")
         m_pos = cands[-1]
@@ -260,7 +334,9 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: t
     m_ext = m_it.static_extent
     # A divisor of the tile count, so only a ragged mr tile (if any) is predicated.
     if m_ext is None:
-        mm_count = 8
+        # symbolic (padded to a multiple of mr): one tile per panel, so the
+        # split divides exactly and no row of the micro kernel is predicated
+        mm_count = 1
     else:
         tiles = math.ceil(m_ext / mr)
         mm_count = max(d for d in range(1, min(8, tiles) + 1) if tiles % d == 0)
@@ -302,8 +378,13 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: t
     n_o, n_i = sch.split(n_loop, [None, nr])
     m_o, m_m, m_i = sch.split(s_loops[m_pos], [None, mm_count, mr])
     others = [lp for p, lp in enumerate(s_loops) if p not in fuse_pos and p != m_pos]
-    sch.reorder(*others, m_o, n_o, m_m, *r_loops, m_i, n_i)
-    sch.parallel(sch.fuse(*others, m_o, n_o))
+    # With one micro-tile per panel (a symbolic m) nothing reuses a Y panel
+    # but the next tile: walk m inside n, so each panel is read from memory
+    # once (GPT-2's 256 x 50257 output layer at 64 tokens: 44 -> 27.5 ms, the
+    # static twin's 24.7; with m outside, Y was streamed once per 8 rows).
+    tiles = (n_o, m_o) if m_ext is None else (m_o, n_o)
+    sch.reorder(*others, *tiles, m_m, *r_loops, m_i, n_i)
+    sch.parallel(sch.fuse(*others, *tiles))
     sch.reverse_compute_at(acc, m_m, preserve_unit_loops=True)
     sch.unroll(m_i)
     sch.vectorize(n_i)
@@ -325,7 +406,12 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: t
         if info.name == sch.get(main.rv).name_hint:
             continue
         if info.is_spatial and sch.get_loops(info.rv) and not _is_scheduled_loop(sch, info.rv):
-            if info.name in keep:
+            if info.name in keep and m_ext is None and k == 1:
+                # (not over fused axes: a tile of them is a ragged slice of
+                # rows, which compute-at would relax to whole rows and copy
+                # neighbouring tiles' unwritten values: see _fuse_block_axes)
+                _crop_per_tile(sch, info.rv, m_m)
+            elif info.name in keep:
                 _schedule_crop(sch, info.rv, lanes)
             else:
                 schedule_injective_block(sch, info.rv, target)
@@ -370,18 +456,56 @@ PAD_MIN_GAIN = 1.15
 
 def _plan_padding(sch: s_tir.Schedule, main: BlockInfo, s_iters, r_iters, fuse_pos: list[int], m_pos: int,
                   lanes: int, regs: int) -> list[int] | None:
-    """Padded extents for the block iterators (for `pad_einsum`), or None to keep the block.
+    """Padding multiples for the block iterators (for `pad_einsum`), or None to keep the block.
 
     The contiguous axis (or the fused y*x axes, padded separately so their
     product divides) is padded to the width that maximises
     speed(nr) x useful / padded work; the row axis m to a multiple of the
-    register-tile height when its best divisor is small. Only static,
-    einsum-form blocks (every access indexed by plain iterators or constants).
+    register-tile height when its best divisor is small. A symbolic axis
+    (a batch or a sequence length) is always padded to a multiple of its
+    tile: the alternative, a predicate on every row or lane of the micro
+    kernel, also keeps the accumulator from shrinking to the register tile
+    (TVM then allocates it at the full symbolic size), which measured
+    2-6x slower than the same GEMM with static extents. Only einsum-form
+    blocks (every access indexed by plain iterators or constants).
     """
     exts = [s_iters[p].static_extent for p in fuse_pos]
     m_ext = s_iters[m_pos].static_extent
-    if None in exts or m_ext is None or not _is_einsum(sch, main.rv):
+    if not _is_einsum(sch, main.rv):
         return None
+    if None in exts:
+        if len(exts) > 1:
+            return None  # never fused: _contiguous_suffix needs static extents
+        best_exts, best_nr = [2 * lanes], 2 * lanes
+    else:
+        best_exts, best_nr = _plan_width(exts, lanes)
+    # Rows: the widest register tile that fits, padding m to a multiple of it
+    # when its largest divisor would give a much shorter tile.
+    mr_cap = _choose_mr(None, best_nr, lanes, regs)
+    if m_ext is None:
+        m_pad = mr_cap
+    else:
+        mr_div = _choose_mr(m_ext, best_nr, lanes, regs)
+        m_pad = m_ext
+        if m_ext > mr_cap and m_ext % mr_cap != 0:
+            padded_m = -(-m_ext // mr_cap) * mr_cap
+            if _rows_speed(mr_cap) * m_ext / padded_m > _rows_speed(mr_div) * PAD_MIN_GAIN:
+                m_pad = padded_m
+        if best_exts == exts and m_pad == m_ext:
+            return None
+    padding = [1] * (len(s_iters) + len(r_iters))
+    for p, e in zip(fuse_pos, best_exts):
+        padding[p] = e
+    padding[m_pos] = m_pad
+    return padding
+
+
+def _plan_width(exts: list[int], lanes: int) -> tuple[list[int], int]:
+    """Padded static extents of the contiguous axes and their tile width nr.
+
+    Padding is kept only when speed(nr) x useful / padded work gains
+    :data:`PAD_MIN_GAIN` over the unpadded extents.
+    """
     useful = math.prod(exts)
 
     def score(pexts: list[int]) -> tuple[float, int]:
@@ -400,23 +524,8 @@ def _plan_padding(sch: s_tir.Schedule, main: BlockInfo, s_iters, r_iters, fuse_p
         if sc > best * 1.001:
             best, best_exts, best_nr = sc, c, nr
     if best < base * PAD_MIN_GAIN:
-        best_exts, best_nr = exts, nr0
-    # Rows: the widest register tile that fits, padding m to a multiple of it
-    # when its largest divisor would give a much shorter tile.
-    mr_div = _choose_mr(m_ext, best_nr, lanes, regs)
-    mr_cap = _choose_mr(None, best_nr, lanes, regs)
-    m_pad = m_ext
-    if m_ext > mr_cap and m_ext % mr_cap != 0:
-        padded_m = -(-m_ext // mr_cap) * mr_cap
-        if _rows_speed(mr_cap) * m_ext / padded_m > _rows_speed(mr_div) * PAD_MIN_GAIN:
-            m_pad = padded_m
-    if best_exts == exts and m_pad == m_ext:
-        return None
-    padding = [1] * (len(s_iters) + len(r_iters))
-    for p, e in zip(fuse_pos, best_exts):
-        padding[p] = e
-    padding[m_pos] = m_pad
-    return padding
+        return exts, nr0
+    return best_exts, best_nr
 
 
 def _is_einsum(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> bool:
@@ -432,7 +541,7 @@ def _pad_and_schedule(sch: s_tir.Schedule, main: BlockInfo, padding: list[int], 
     """pad_einsum the main block, fold each padded input's producer into its padding
     block, then schedule the padded function (the crop is inlined into the copy-out)."""
     name = sch.get(main.rv).name_hint
-    old_iters = [int(iv.dom.extent) for iv in sch.get(main.rv).iter_vars]
+    old_iters = [_extent_text(iv.dom.extent) for iv in sch.get(main.rv).iter_vars]
     sch.pad_einsum(main.rv, padding)
     main_rv = sch.get_sblock(name)
     for pad_blk in sch.get_producers(main_rv):
@@ -442,7 +551,7 @@ def _pad_and_schedule(sch: s_tir.Schedule, main: BlockInfo, padding: list[int], 
                     sch.compute_inline(prod)
                 except s_tir.ScheduleError:
                     pass
-    new_iters = [int(iv.dom.extent) for iv in sch.get(main_rv).iter_vars]
+    new_iters = [_extent_text(iv.dom.extent) for iv in sch.get(main_rv).iter_vars]
     # The crop back to the real extents stays a separate (vectorised, parallel)
     # pass with the epilogue inlined into it: inlined into the copy-out it
     # would store the padded tile out of bounds (no predicate is added).
@@ -454,12 +563,42 @@ def _pad_and_schedule(sch: s_tir.Schedule, main: BlockInfo, padding: list[int], 
     return label[:-1] + f",pad={grown})"
 
 
+def _extent_text(e: tirx.PrimExpr) -> str:
+    """An iterator extent for a rule label: the number, or the symbol's name."""
+    return str(int(e)) if isinstance(e, tirx.IntImm) else str(e)
+
+
+def _crop_per_tile(sch: s_tir.Schedule, rv: s_tir.SBlockRV, tile_loop: s_tir.LoopRV) -> None:
+    """Crop of a symbolically padded output (+ epilogue) done tile by tile,
+    right after the tile's copy-out: ``reverse_compute_at`` bounds each
+    tile's rows by the real (symbolic) extent, so nothing is stored out of
+    bounds, the padded output shrinks to one tile, and no second parallel
+    pass over the output is needed (each parallel region costs a fork and
+    join: with the padded input's copy, a symbolic BERT's GEMMs took 1.35x
+    their static twins' time in the model, 1.1x alone)."""
+    sch.reverse_compute_at(rv, tile_loop, preserve_unit_loops=True)
+    loops = sch.get_loops(rv)
+    inner = loops[-1]
+    ext = sch.get(inner).extent
+    if isinstance(ext, tirx.IntImm) and int(ext) > 1:
+        sch.vectorize(inner)
+
+
 def _schedule_crop(sch: s_tir.Schedule, rv: s_tir.SBlockRV, lanes: int) -> None:
     """Crop of a padded output (+ epilogue): parallel over the outer axes, the
     whole (ragged, e.g. 111-wide) row vectorised at once; LLVM splits it into
     full registers plus a short tail, which a split by the lane count cannot."""
     loops = sch.get_loops(rv)
-    ext = int(sch.get(loops[-1]).extent)
+    ext_expr = sch.get(loops[-1]).extent
+    if not isinstance(ext_expr, tirx.IntImm):
+        # a symbolic row (a sequence length): a serial loop with a run-time
+        # trip count, which LLVM's own loop vectorizer turns into full
+        # vectors plus a scalar tail (a TVM vectorized split would be
+        # predicated per lane and scalarised)
+        if len(loops) > 1:
+            sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
+        return
+    ext = int(ext_expr)
     width = max(d for d in range(1, min(ext, 8 * lanes) + 1) if ext % d == 0)
     outer = list(loops[:-1])
     if width < ext:

@@ -1,7 +1,8 @@
 """Op-specific TE lowerings, used instead of the generic Expr lowering where they pay.
 
-Only where a specialised form pays (``FAST``: conv2d, batch-1 gemm, signed
-shifts and bitwise ops): ``conv2d`` goes through
+Only where a specialised form pays (``FAST``: conv2d, conv_transpose2d,
+signed shifts and bitwise ops; a batch-1 fully connected layer needs no form
+of its own: the ``gemv`` schedule rule splits its reduction): ``conv2d`` goes through
 :func:`schedule_conv.conv2d_te`, which picks per shape between a direct
 convolution and im2col + GEMM (measured, see ``schedule_conv``), both of which
 the GEMM schedule rule then tiles. The shifts and bitwise ops on integers use
@@ -43,44 +44,19 @@ def _conv2d(ins: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> 
     return fn
 
 
-#: split-K width of the batch-1 GEMV form (one AVX-512 vector of f32)
-GEMV_LANES = 16
-
-
-def _gemm(ins: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> TEFn | None:
-    """Batch-1 ``gemm`` with B transposed (a fully connected layer, B = W[out, in]) as split-K GEMV.
-
-    ``y[j] = sum_k x[k] W[j, k]`` has one output row, so the GEMM rule's
-    register tile (8 rows of the output) has nothing to tile. Written as
-    ``part[j, l] = sum_o x[o*16 + l] W[j, o*16 + l]`` it becomes a GEMM whose
-    16-wide contiguous axis ``l`` vectorises and whose rows ``j`` tile; a
-    16-element sum per output finishes it. Measured on AlexNet's 9216 -> 4096
-    layer: see docs/codegen.md.
-    """
+def _conv_transpose2d(ins: Sequence[TensorType], outs: Sequence[TensorType], a: Attrs) -> TEFn | None:
+    """f32 conv_transpose2d with static channels, kernel and spatial dims (any batch):
+    :func:`conv_transpose.conv_transpose2d_te` (a GEMM form chosen per shape)."""
     x, w = ins[0], ins[1]
-    if not (a["trans_b"] and not a["trans_a"]) or x.dtype != "f32" or w.dtype != "f32":
+    if x.dtype != "f32" or w.dtype != "f32" or not w.is_static or not all(isinstance(d, int) for d in x.shape[1:]):
         return None
-    if not (x.is_static and w.is_static) or x.shape[0] != 1 or x.shape[1] % GEMV_LANES:
-        return None
-    n, k = w.shape
-    alpha, beta = float(a["alpha"]), float(a["beta"])  # type: ignore[arg-type]
-    lanes = GEMV_LANES
+    from .conv_transpose import conv_transpose2d_te, geometry
 
-    def fn(xt: te.Tensor, wt: te.Tensor, *c: te.Tensor) -> list[te.Tensor]:
-        o = te.reduce_axis((0, int(k) // lanes), "ko")
-        part = te.compute((n, lanes), lambda j, l: te.sum(xt[0, o * lanes + l] * wt[j, o * lanes + l], axis=o),
-                          name="gemv_part")
-        r = te.reduce_axis((0, lanes), "kl")
-        y = te.compute((1, n), lambda i, j: te.sum(part[j, r], axis=r), name="gemv")
+    geo = geometry(x.shape[1], w.shape[1], w.shape[2], w.shape[3], x.shape[2], x.shape[3],  # type: ignore[arg-type]
+                   a["strides"], a["pads"], a["dilations"], int(a["group"]))  # type: ignore[arg-type]
 
-        def out(i: tirx.Var, j: tirx.Var) -> tirx.PrimExpr:
-            v = y[i, j] if alpha == 1.0 else y[i, j] * tirx.const(alpha, "float32")
-            if c:
-                b = _bcast(c[0], (i, j))
-                v = v + (b if beta == 1.0 else b * tirx.const(beta, "float32"))
-            return v
-
-        return [te.compute((1, n), out, name="gemm")] if (c or alpha != 1.0) else [y]
+    def fn(data: te.Tensor, weight: te.Tensor, *bias: te.Tensor) -> list[te.Tensor]:
+        return [conv_transpose2d_te(data, weight, geo, bias[0] if bias else None)]
 
     return fn
 
@@ -154,4 +130,4 @@ def _int_binary(op: str) -> FastLowering:
 
 
 #: op -> specialised lowering (tried before the op's Expr).
-FAST: dict[str, FastLowering] = {"conv2d": _conv2d, "gemm": _gemm, **{op: _int_binary(op) for op in _INT_BINARY}}
+FAST: dict[str, FastLowering] = {"conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d, **{op: _int_binary(op) for op in _INT_BINARY}}

@@ -4,8 +4,9 @@ Layout of ``DIR`` (``FORMAT`` version 1)::
 
     DIR/manifest.json   what this is: inputs/outputs (names, dtypes, shapes with
                         symbolic dims), weights order, target, pipeline, source
-                        hash, tensoropt/TVM versions, kernels, build times,
-                        and the SHA-256 of the two files below
+                        hash, tensoropt/TVM versions, kernels, fallbacks (kernels
+                        that got slower code: kernel, stage, reason, bug), build
+                        times, and the SHA-256 of the two files below
     DIR/model.so        the compiled library (Relax VM executable + kernels)
     DIR/weights.npz     the constants, by name (never pickled)
 
@@ -13,7 +14,9 @@ Invariants: a directory is written completely beside its final place and
 renamed into it (a reader never sees half an artifact; an existing artifact is
 replaced only once the new one is whole). Reading checks the manifest's
 schema and both files' hashes before anything is loaded into TVM, so a
-truncated or swapped file is one clear :class:`InputFileError`.
+truncated or swapped file is one clear :class:`InputFileError`. Keys added
+after format version 1 was fixed (``fallbacks``) are optional: a manifest
+without them loads as if they were empty.
 """
 
 from __future__ import annotations
@@ -68,6 +71,24 @@ class Manifest:
     @property
     def name(self) -> str:
         return str(self.raw.get("name", "model"))
+
+    @property
+    def fallbacks(self) -> tuple[Mapping[str, Any], ...]:
+        """The recorded fallbacks (empty for manifests written before they were recorded)."""
+        return tuple(self.raw.get("fallbacks", ()))
+
+
+#: keys every fallback record has (``bug`` is optional: False when absent).
+FALLBACK_KEYS = ("kernel", "stage", "reason")
+
+
+def _check_fallbacks(raw: Any, path: Path) -> None:
+    """InputFileError unless ``raw`` is a list of fallback records (see ``codegen.schedule.Fallback``)."""
+    ok = isinstance(raw, list) and all(
+        isinstance(f, dict) and all(isinstance(f.get(k), str) for k in FALLBACK_KEYS)
+        and isinstance(f.get("bug", False), bool) for f in raw)
+    if not ok:
+        raise InputFileError(f"{path}: malformed 'fallbacks' (a list of kernel/stage/reason entries)")
 
 
 def _value(d: Any, where: str) -> Value:
@@ -130,6 +151,8 @@ def parse_manifest(directory: Path) -> Manifest:
     weights = raw["weights"]
     if not isinstance(weights, list) or not all(isinstance(w, str) for w in weights):
         raise InputFileError(f"{path}: malformed 'weights' (a list of names)")
+    if "fallbacks" in raw:
+        _check_fallbacks(raw["fallbacks"], path)
     return Manifest(raw, inputs, outputs, tuple(weights))
 
 

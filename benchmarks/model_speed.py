@@ -10,7 +10,13 @@ Models:
   the real 50,257-token vocabulary, no KV cache), input_ids (1, 64), compiled
   with ``tensoropt.compile(module, example_inputs=(ids,))``; against PyTorch
   eager (``torch.inference_mode``) and onnxruntime on tensoropt's ONNX export
-  of the same graph.
+  of the same graph; BERT likewise (2 layers, 256 wide, 64 tokens);
+- ``<model>@sym``: the same model with a symbolic dim, as real exports carry
+  one: the light CNNs with a symbolic batch (``symbolic_speed.
+  symbolic_batch_onnx``: what a dynamic-batch export writes), run at batch 1
+  against onnxruntime on the same symbolic file; GPT-2 and BERT exported
+  with a dynamic sequence length (and an explicit attention mask), run at 64
+  tokens.
 
 Every side is timed the same way (:mod:`tensoropt.bench`): warm-up calls,
 then wall clock around each full call, NumPy in and out; medians of 20 runs
@@ -20,7 +26,7 @@ threads (this machine's cores). Writes ``benchmarks/results/model_speed.json``
 (after every model, so a long run keeps what it has) and ``model_speed.png``,
 and prints a markdown table for the README.
 
-    python benchmarks/model_speed.py [--quick] [--models squeezenet,gpt2] [--repeat 20] [--no-relax]
+    python benchmarks/model_speed.py [--quick] [--models squeezenet,squeezenet@sym,gpt2] [--repeat 20] [--no-relax]
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ OUT = ROOT / "benchmarks" / "results"
 THREADS = 2
 #: models that also run TVM's default Relax path (it builds and runs slowly).
 RELAX_SUBSET = ("squeezenet", "resnet50")
-QUICK = ("squeezenet", "shufflenet", "gpt2")
+QUICK = ("squeezenet", "shufflenet", "shufflenet@sym", "gpt2", "gpt2@sym")
 #: random weights above this many MiB make a model impractical here: skipped with a note.
 MAX_WEIGHTS_MIB = 1024
 
@@ -82,15 +88,72 @@ def gpt2_model() -> tuple[Any, Any, dict[str, Any]]:
     return model, ids, {**cfg, "input_ids": [1, 64], "attn_implementation": "eager"}
 
 
+def bert_model() -> tuple[Any, Any, dict[str, Any]]:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    cfg = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=1024,
+               vocab_size=30522, max_position_embeddings=256)
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(**cfg)).eval()
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, cfg["vocab_size"], (1, 64), dtype=np.int64))
+    return model, ids, {**cfg, "input_ids": [1, 64]}
+
+
+#: suffix of a model name for its symbolic-dim version (batch for the CNNs,
+#: sequence length for GPT-2 and BERT), timed at the same size as the static one
+SYM = "@sym"
+
+
+def _transformer_report(name: str, common: dict[str, Any]) -> dict[str, Any]:
+    """GPT-2 or BERT (``name`` may end in ``@sym``: exported with a dynamic sequence length)."""
+    import torch
+    from torch.export import Dim
+
+    from tensoropt import bench
+
+    base = name.removesuffix(SYM)
+    model, ids, cfg = gpt2_model() if base == "gpt2" else bert_model()
+    mask = torch.ones_like(ids)
+    if name.endswith(SYM):
+        # an explicit mask: without it GPT-2's packed-sequence check makes a
+        # seq + 1 sized tensor (tests/frontends/test_torch.py); positional,
+        # so every side is called the same way
+        class WithMask(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+                return self.inner(input_ids, attention_mask=attention_mask)
+
+        seq = Dim("seq", min=2, max=128)
+        subject: Any = torch.export.export(WithMask(model).eval(), (ids, mask), dynamic_shapes=({1: seq}, {1: seq}))
+        example = None
+        cfg = {**cfg, "dynamic": "sequence length (torch.export.Dim)"}
+    else:
+        subject, example = model, (ids,)
+    inputs = [ids.numpy()] + ([mask.numpy()] if name.endswith(SYM) else [])
+    report = bench.bench(subject, example, against=["torch", "onnxruntime"], inputs=inputs, **common)
+    report["config"] = cfg
+    return report
+
+
 def run_one(name: str, path: Path | None, args: argparse.Namespace) -> dict[str, Any]:
     from tensoropt import bench
 
     common = dict(repeat=args.repeat, warmup=args.warmup, threads=THREADS, max_seconds=args.max_seconds,
                   min_repeat=5, log=lambda m: print(f"  {m}", file=sys.stderr, flush=True), label=name)
-    if path is None:  # gpt2
-        model, ids, cfg = gpt2_model()
-        report = bench.bench(model, (ids,), against=["torch", "onnxruntime"], inputs=[ids.numpy()], **common)
-        report["config"] = cfg
+    if path is None:  # gpt2, bert
+        return _transformer_report(name, common)
+    if name.endswith(SYM):
+        import onnx
+
+        from symbolic_speed import symbolic_batch_onnx
+
+        proto = symbolic_batch_onnx(bench.randomize_onnx_weights(onnx.load(path), seed=0))
+        report = bench.bench(proto, against=["onnxruntime"], bindings={"batch": 1}, seed=0, **common)
+        report["notes"] = report.get("notes", []) + ["symbolic batch (benchmarks/symbolic_speed.py), run at 1"]
         return report
     against = ["onnxruntime"] + (["tvm-relax"] if name in RELAX_SUBSET and not args.no_relax else [])
     return bench.bench(path, against=against, random_weights=True, seed=0, **common)
@@ -172,7 +235,8 @@ def plot(models: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
-    ap.add_argument("--models", default=None, help="comma-separated: light model names and/or gpt2")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated: light model names, gpt2, bert, each also with @sym (symbolic dim)")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--max-seconds", type=float, default=20.0,
@@ -186,14 +250,15 @@ def main() -> None:
     from tensoropt.bench import TIMING, machine_info
 
     light = light_models()
-    names = list(light) + ["gpt2"]
+    known = [m + sfx for m in [*light, "gpt2", "bert"] for sfx in ("", SYM)]
+    names = list(known)
     if args.quick:
         names = list(QUICK)
     if args.models:
         names = [m.strip() for m in args.models.split(",") if m.strip()]
-        bad = [m for m in names if m not in light and m != "gpt2"]
+        bad = [m for m in names if m not in known]
         if bad:
-            sys.exit(f"model_speed: unknown model {bad[0]!r}; known: {', '.join(list(light) + ['gpt2'])}")
+            sys.exit(f"model_speed: unknown model {bad[0]!r}; known: {', '.join(known)}")
     out_json = Path(args.output)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
@@ -210,7 +275,7 @@ def main() -> None:
         "models": [],
     }
     for name in names:
-        path = light.get(name)
+        path = light.get(name.removesuffix(SYM))
         if path is not None:
             mib = weights_mib(path)
             if mib > MAX_WEIGHTS_MIB:

@@ -33,6 +33,7 @@ from onnx import helper
 
 from ..builder import GraphBuilder
 from ..errors import NeedsInputValueError, ShapeError, UnsupportedError
+from ..interp import format_bytes
 from ..ir.types import Dim, TensorType, dtype_of, is_symbol
 
 
@@ -86,18 +87,6 @@ FOLD_TOTAL_BYTES = 1 << 30
 #: big real model folds its weight transposes and casts as before (allocating
 #: a multiple of what the file itself holds is not an amplification).
 FOLD_WEIGHTS_FACTOR = 2
-
-
-def format_bytes(n: int) -> str:
-    """``n`` bytes for a message: ``37.3 GiB``, ``64.0 MiB``, ``12 B``."""
-    if n < 1024:
-        return f"{n} B"
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        size /= 1024
-        if size < 1024 or unit == "PiB":
-            break
-    return f"{size:.1f} {unit}" if size < 10_000 else f"{size:.3g} {unit}"  # hostile dims: 7.56e+22 PiB
 
 
 def format_type(dtype: np.dtype, shape: Sequence[int]) -> str:

@@ -459,7 +459,16 @@ def _gemm(c: OpCtx) -> None:
 def _reduce(op_type: str) -> Rule:
     def rule(c: OpCtx) -> None:
         axes = reduced_axes(c.type(0).rank, c.attrs)  # explicit: [] means all here, not "none"
-        c.emit(op_type, [c.ins[0], c.em.ints(axes, "axes")], keepdims=int(abool(c.attrs, "keepdims")))
+        keep = int(abool(c.attrs, "keepdims"))
+        if c.type(0).dtype != "bool":
+            c.emit(op_type, [c.ins[0], c.em.ints(axes, "axes")], keepdims=keep)
+            return
+        # ONNX reductions take no bool (torch's any/all become reduce_max/min
+        # on bool): reduce 0/1 as int32, then compare back
+        em = c.em
+        as_int = em.one("Cast", [c.ins[0]], to=TensorProto.INT32)
+        red = em.one(op_type, [as_int, em.ints(axes, "axes")], keepdims=keep)
+        em.one("Cast", [red], c.out, to=ONNX_DTYPE[c.node.outputs[0].type.dtype])
 
     return rule
 

@@ -154,15 +154,15 @@ def _check_input_budget(values: Sequence[Any], binds: Mapping[str, int]) -> None
     import math
 
     from .errors import BudgetError
-    from .interp import _format_bytes, evaluation_budget
+    from .interp import evaluation_budget, format_bytes
 
     budget = evaluation_budget()
     for v in values:
         shape = v.type.concrete(dict(binds))
         size = math.prod(shape) * v.type.np_dtype.itemsize  # Python ints: no wrap-around
         if size > budget:
-            raise BudgetError(f"input %{v.name} declares {TensorType(v.type.dtype, shape)} ({_format_bytes(size)}): "
-                              f"over the {_format_bytes(budget)} evaluation budget")
+            raise BudgetError(f"input %{v.name} declares {TensorType(v.type.dtype, shape)} ({format_bytes(size)}): "
+                              f"over the {format_bytes(budget)} evaluation budget")
 
 
 def _random_array(t: TensorType, binds: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:

@@ -118,7 +118,8 @@ def evaluation_budget() -> int:
     return int(available_memory() * EVAL_BUDGET_FRACTION)
 
 
-def _format_bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
+    """``n`` bytes for a message: ``37.3 GiB``, ``64.0 MiB``, ``12 B``."""
     if n < 1024:
         return f"{n} B"
     size = float(n)
@@ -164,10 +165,10 @@ def check_budget(node: Node, symbols: Mapping[str, int] | None = None, *, f64: b
     budget = evaluation_budget() if max_bytes is None else max_bytes
     if nbytes <= budget:
         return
-    why = (f" ({EVAL_BUDGET_FRACTION:.0%} of the {_format_bytes(available_memory())} this process may use)"
+    why = (f" ({EVAL_BUDGET_FRACTION:.0%} of the {format_bytes(available_memory())} this process may use)"
            if max_bytes is None else "")
-    raise BudgetError(f"{node.label}: declares {types} ({_format_bytes(nbytes)}): over the "
-                      f"{_format_bytes(budget)} evaluation budget{why}")
+    raise BudgetError(f"{node.label}: declares {types} ({format_bytes(nbytes)}): over the "
+                      f"{format_bytes(budget)} evaluation budget{why}")
 
 
 # --------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from tvm import relax
 
 from ..errors import TensoroptError
 from ..ir.graph import Graph
-from .index_safety import make_safe
+from .index_safety import make_safe, map_prim_funcs
 from .relax_graph import Signature, to_relax
 
 if TYPE_CHECKING:
@@ -169,12 +169,8 @@ def _noalias_everywhere(mod: tvm.IRModule, _ctx: Any) -> tvm.IRModule:
     whole model 2x slower than its static twin. The shape function reads and
     writes one buffer (the shape heap), so the attribute is true of it.
     """
-    funcs = {}
-    for gv, f in mod.functions_items():
-        if isinstance(f, tvm.tirx.PrimFunc) and (f.attrs is None or "tirx.noalias" not in f.attrs):
-            f = f.with_attr("tirx.noalias", True)
-        funcs[gv] = f
-    return tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
+    return map_prim_funcs(mod, lambda f: f if f.attrs is not None and "tirx.noalias" in f.attrs
+                          else f.with_attr("tirx.noalias", True))
 
 
 def _compile(module: tvm.IRModule, target: tvm.target.Target) -> Any:

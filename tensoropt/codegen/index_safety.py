@@ -69,11 +69,27 @@ beyond the row, inside the buffer except at its first and last row.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
+
+
+def map_prim_funcs(mod: tvm.IRModule, fn: Callable[[tirx.PrimFunc], tirx.PrimFunc]) -> tvm.IRModule:
+    """``mod`` with ``fn`` applied to each PrimFunc (Relax functions kept); ``mod``
+    itself when ``fn`` returns every function unchanged (the same object)."""
+    funcs = {}
+    changed = False
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc):
+            new = fn(func)
+            changed = changed or not new.same_as(func)
+            func = new
+        funcs[gv] = func
+    if not changed:
+        return mod
+    return tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
 
 
 def _rewrite(a: tirx.PrimExpr, m: int) -> tuple[tirx.PrimExpr, tirx.PrimExpr] | None:
@@ -121,17 +137,7 @@ def nonnegative_div_mod(mod: tvm.IRModule) -> tvm.IRModule:
     Relax functions are kept as they are; a PrimFunc without such an
     expression comes back unchanged (the same object).
     """
-    funcs = {}
-    changed = False
-    for gv, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc):
-            new = tvm_ffi.structural_map(func, [((tirx.FloorDiv, tirx.FloorMod), _fix)])
-            changed = changed or not new.same_as(func)
-            func = new
-        funcs[gv] = func
-    if not changed:
-        return mod
-    return tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
+    return map_prim_funcs(mod, lambda f: tvm_ffi.structural_map(f, [((tirx.FloorDiv, tirx.FloorMod), _fix)]))
 
 
 # -- 2. guarded reads ---------------------------------------------------------
@@ -218,18 +224,7 @@ def clamp_guarded_loads(mod: tvm.IRModule) -> tvm.IRModule:
     module docstring, part 2). Values are unchanged: a clamped load is only
     ever discarded by its ``Select``.
     """
-    funcs = {}
-    changed = False
-    for gv, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc):
-            guard = _Guard(func)
-            new = tvm_ffi.structural_map(func, [(s_tir.SBlock, guard.block)], order="pre")
-            changed = changed or not new.same_as(func)
-            func = new
-        funcs[gv] = func
-    if not changed:
-        return mod
-    return tvm.IRModule(funcs, attrs=mod.attrs, global_infos=mod.global_infos)
+    return map_prim_funcs(mod, lambda f: tvm_ffi.structural_map(f, [(s_tir.SBlock, _Guard(f).block)], order="pre"))
 
 
 def make_safe(mod: tvm.IRModule) -> tvm.IRModule:

@@ -69,13 +69,21 @@ def choose_conv_form(c_in: int, oh: int, ow: int, kh: int, kw: int, stride: tupl
         # padding (55x55 96->16: direct 15, im2col 104 GFLOP/s).
         return "direct" if (oh * ow) % 16 == 0 else "im2col"
     # Measured (benchmarks/gemm_speed.py, AVX-512, 2 threads, 2026-11-24, with
-    # the GEMM rule padding ragged axes): im2col wins at every size now.
-    # 3x3 64->64 @56: direct 104 vs im2col 199 GFLOP/s; 7x7/2 @224: 83 vs 156;
-    # 3x3/2 3->64 @111: 29 vs 87; 3x3 256->256 @14: 155 vs 175; 3x3 64->256
-    # @13: 136 vs 158; 3x3 512->512 @7: 78 vs 154. im2col turns y*x into one
-    # long axis the rule pads to whole vectors; the direct form vectorises
-    # along x alone.
-    return "im2col"
+    # the GEMM rule padding ragged axes): im2col wins wherever the output rows
+    # are ragged. 3x3 64->64 @56: direct 104 vs im2col 199 GFLOP/s; 7x7/2 @224:
+    # 83 vs 156; 3x3/2 3->64 @111: 29 vs 87; 3x3 256->256 @14: 155 vs 175;
+    # 3x3 64->256 @13: 136 vs 158; 3x3 512->512 @7: 78 vs 154. im2col turns
+    # y*x into one long axis the rule pads to whole vectors; the direct form
+    # vectorises along x alone.
+    # But with rows of whole 16-lane vectors the direct form wins at every size
+    # (2026-12-07, Zen 4, the kernel alone, us: 3x3 64->128 @112 16394 vs 23110;
+    # 3->64 @224 2164 vs 4119; 256->256 @32 10535 vs 11366; 32->32 @64 700 vs
+    # 998; 32->64 @32 348 vs 427; 64->64 @16 178 vs 218; 32->64 @16 90 vs 113):
+    # the im2col copy is a pass over K x the output that buys nothing there.
+    # 16 is a whole AVX-512 vector and two AVX2 ones, so the choice is the same
+    # on either machine. Stride 1 only: strided rows are gathers (3x3/2 64->64
+    # @64: direct 1097 vs im2col 890; 7x7/2 3->64 @224: a tie).
+    return "direct" if stride[1] == 1 and ow % 16 == 0 else "im2col"
 
 
 def _grouped_im2col(padded: te.Tensor, weight: te.Tensor, n: tirx.PrimExpr, groups: int, cg: int, fg: int,

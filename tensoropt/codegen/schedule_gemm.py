@@ -324,7 +324,7 @@ def schedule_gemm(sch: s_tir.Schedule, target: Target, pad: bool = True, keep: t
     if pad:
         padding = _plan_padding(sch, main, s_iters, r_iters, fuse_pos, m_pos, lanes, regs)
         if padding is not None:
-            return _pad_and_schedule(sch, main, padding, target)
+            return _pad_and_schedule(sch, main, padding, target, unit_rows)
     fused, n_ext, nr = _pick_width([s_iters[p].static_extent for p in fuse_pos], lanes)
     if not fused:
         fuse_pos = [n_pos]
@@ -537,7 +537,8 @@ def _is_einsum(sch: s_tir.Schedule, rv: s_tir.SBlockRV) -> bool:
     return all(isinstance(i, (tirx.Var, tirx.IntImm)) for a in accesses for i in a.indices)
 
 
-def _pad_and_schedule(sch: s_tir.Schedule, main: BlockInfo, padding: list[int], target: Target) -> str:
+def _pad_and_schedule(sch: s_tir.Schedule, main: BlockInfo, padding: list[int], target: Target,
+                      unit_rows: bool = False) -> str:
     """pad_einsum the main block, fold each padded input's producer into its padding
     block, then schedule the padded function (the crop is inlined into the copy-out)."""
     name = sch.get(main.rv).name_hint
@@ -558,7 +559,7 @@ def _pad_and_schedule(sch: s_tir.Schedule, main: BlockInfo, padding: list[int], 
     crops = [sch.get(c).name_hint for c in sch.get_consumers(main_rv)]
     for crop in crops:
         inline_consumers(sch, sch.get_sblock(crop))
-    label = schedule_gemm(sch, target, pad=False, keep=tuple(crops))
+    label = schedule_gemm(sch, target, pad=False, keep=tuple(crops), unit_rows=unit_rows)
     grown = "x".join(f"{a}->{b}" for a, b in zip(old_iters, new_iters) if a != b)
     return label[:-1] + f",pad={grown})"
 

@@ -512,3 +512,12 @@ def test_symbolic_rows_over_fused_axes(target) -> None:
         ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
     assert "fuse=2" in _rules()[0] and "pad=n->" in _rules()[0], _rules()
+
+
+def test_one_row_gemm_with_ragged_columns_is_a_gemv(target) -> None:
+    # GPT-2's output layer at one token: x[1, 64] @ W[64, 1001], W contiguous
+    # along its (ragged, padded) columns: the one-row micro kernel, no fallback
+    a, b = _rand(1, 64), _rand(64, 1001)
+    out = _run(_build(lambda bb, x, y: bb.emit_te(matmul, x, y), [a.shape, b.shape]), [a, b], target)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-4)
+    assert _rules()[0].startswith("gemv(gemm(mr=1,"), _rules()

@@ -256,7 +256,9 @@ graph g(%a: i32[2, 3], %b: bool[2, 3], %c: bool[3]) {
   %eq: bool[2, 3] = equal(%b, %c)
   %f: f32[2, 3] = cast(%a) {to="f32"}
   %p: i32[3, 5] = pad(%a) {pads=[0, 1, 1, 1], value=7.0}
-  return %lo, %hi, %mx, %mn, %lt, %gt, %eq, %f, %p
+  %any: bool[2] = reduce_max(%b) {axes=[1], keepdims=false}
+  %all: bool[2, 1] = reduce_min(%b) {axes=[1], keepdims=true}
+  return %lo, %hi, %mx, %mn, %lt, %gt, %eq, %f, %p, %any, %all
 }""")
     feeds = {"a": rng.integers(-4, 5, (2, 3)).astype(np.int32), "b": rng.random((2, 3)) > 0.5,
              "c": np.array([True, False, True])}

@@ -72,6 +72,13 @@ def _span(t: Any) -> tuple[int, int]:
     return start, start + n * np.dtype(str(t.dtype)).itemsize
 
 
+def _array_span(a: np.ndarray) -> tuple[int, int]:
+    """The byte range of a C-contiguous array (a NumPy attribute read: the
+    device tensor's shape and dtype cost 3 us per call through the FFI)."""
+    start = a.__array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
 def _overlaps_any(span: tuple[int, int], others: Sequence[tuple[int, int]]) -> bool:
     a, b = span
     return any(a < end and start < b for start, end in others)
@@ -97,7 +104,8 @@ class CompiledModel:
         self._vm: Any = None  # made on first use: a CUDA model can be built and saved without a GPU
         # input name -> its device tensor, that tensor's byte span, and (CPU) a
         # NumPy view of it (see _input_buffer)
-        self._in_bufs: dict[str, tuple[Any, tuple[int, int], np.ndarray | None]] = {}
+        # and the shape and dtype it was made for
+        self._in_bufs: dict[str, tuple[Any, tuple[int, int], np.ndarray | None, tuple[int, ...], np.dtype]] = {}
 
     def _ensure_vm(self) -> None:
         """The Relax VM on the target's device, with the weights uploaded once."""
@@ -143,14 +151,16 @@ class CompiledModel:
         import tvm
 
         held = self._in_bufs.get(name)
-        if held is None or tuple(held[0].shape) != value.shape or str(held[0].dtype) != str(value.dtype):
+        # the shape and dtype held as Python values: asking the device tensor
+        # for them went through the FFI on every call
+        if held is None or held[3] != value.shape or held[4] != value.dtype:
             buf = tvm.runtime.empty(value.shape, str(value.dtype), self.device)
             # on the CPU, a NumPy view of the buffer: np.copyto is a memcpy, where
             # Tensor.copyfrom spent 15 us in Python on a 48 KiB input
             view = np.from_dlpack(buf) if self._on_cpu else None
-            held = (buf, _span(buf), view)
+            held = (buf, _span(buf), view, value.shape, value.dtype)
             self._in_bufs[name] = held
-        buf, _, view = held
+        buf, _, view, _, _ = held
         if view is not None:
             np.copyto(view, value)
         else:
@@ -176,11 +186,18 @@ class CompiledModel:
             # handed out without a copy (it stays alive as long as the array);
             # one that is a view of an input buffer (reused next call) or of a
             # weight is copied.
-            owned = self._weight_spans + [span for _, span, _ in self._in_bufs.values()]
-            fresh = [self._on_cpu and not _overlaps_any(_span(o), owned) for o in outs]
+            owned = self._weight_spans + [held[1] for held in self._in_bufs.values()]
+            arrays_out = []
+            for o in outs:
+                if self._on_cpu:
+                    arr = np.from_dlpack(o)
+                    if _overlaps_any(_array_span(arr), owned):
+                        arr = arr.copy()
+                else:
+                    arr = o.numpy()
+                arrays_out.append(arr)
         arrays = {}
-        for v, o, own in zip(self.outputs, outs, fresh):
-            arr = np.from_dlpack(o) if own else o.numpy()
+        for v, arr in zip(self.outputs, arrays_out):
             want = v.type.concrete(symbols) if v.type.symbols() <= set(symbols) else None
             if want is not None and arr.shape != want:
                 raise EvalError(f"{self.name}: output %{v.name} has shape {arr.shape}, the manifest says {want}")

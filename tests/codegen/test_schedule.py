@@ -365,6 +365,37 @@ def test_reduce_non_last_axis(target) -> None:
     assert _rules()[0].startswith("reduce")
 
 
+def _global_reduce(x: te.Tensor, kind: str) -> te.Tensor:
+    """sum / max over the two trailing axes, or a reducer rfactor does not know."""
+    n, c, h, w = x.shape
+    r, s = te.reduce_axis((0, h), "r"), te.reduce_axis((0, w), "s")
+    if kind == "sum":
+        return te.compute((n, c), lambda i, j: te.sum(x[i, j, r, s], axis=[r, s]), name="gsum")
+    if kind == "max":
+        return te.compute((n, c), lambda i, j: te.max(x[i, j, r, s], axis=[r, s]), name="gmax")
+    # |a| + |b| is commutative and associative, but not one of rfactor's reducers
+    absum = te.comm_reducer(lambda a, b: tvm.tirx.abs(a) + tvm.tirx.abs(b),
+                            lambda t: tvm.tirx.const(0, t), name="absum")
+    return te.compute((n, c), lambda i, j: absum(x[i, j, r, s], axis=[r, s]), name="gabs")
+
+
+@pytest.mark.parametrize("kind", ["sum", "max", "absum"])
+def test_long_contiguous_reduction_splits_by_lanes(target, kind: str) -> None:
+    # a global pool over 16x16 summed one scalar chain per channel (10 us of
+    # the demo's 90); split by the vector width and factored, the partial sums
+    # are vectors. A reducer rfactor does not know keeps the inner form.
+    x = _rand(2, 24, 16, 16)
+    out = _run(_build(lambda bb, xv: bb.emit_te(_global_reduce, xv, kind), [x.shape]), [x], target)
+    ref = {"sum": lambda: x.sum(axis=(2, 3)), "max": lambda: x.max(axis=(2, 3)),
+           "absum": lambda: np.abs(x).sum(axis=(2, 3))}[kind]()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    lanes = vector_lanes(target)
+    if kind == "absum":
+        assert _rules() == ["reduce(inner)"]
+    else:
+        assert _rules() == [f"reduce(split={lanes},reduce(window)+reduce(inner))"]
+
+
 def test_transpose_elementwise_chain(target) -> None:
     x = _rand(64, 48, 40)
 

@@ -127,7 +127,7 @@ def run_demo(file: str | None = None, *, pipeline: str | None = None, as_json: b
         "max_abs_diff": diff,
         "max_rel_diff": diff / scale,
     }
-    from .cli_compile import build_progress
+    from .cli.common import build_progress
 
     with build_progress(not as_json and sys.stderr.isatty()) as progress:
         result["compiled"] = _compiled_section(path, g, new, inputs, before, progress)

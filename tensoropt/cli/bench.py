@@ -11,20 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable
 
-from .bench import DEFAULT_PEERS, PEERS
+from ..bench import DEFAULT_PEERS, PEERS
+from .common import MODEL_HELP, Add, build_progress, check_output_path, console, parse_bindings
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
-    from .cli import _check_output_path, _parse_bindings
-    from .cli_compile import build_progress
+    from .. import bench
 
     peers = bench.parse_against(args.against)
-    binds = _parse_bindings(args.bind)
-    json_out = _check_output_path(args.output, (".json",)) if args.output else None
-    png_out = _check_output_path(args.plot, (".png",), flag="--plot") if args.plot else None
+    binds = parse_bindings(args.bind)
+    json_out = check_output_path(args.output, (".json",)) if args.output else None
+    png_out = check_output_path(args.plot, (".png",), flag="--plot") if args.plot else None
     if args.threads is not None and args.threads < 1:
         raise bench.BenchError(f"--threads {args.threads}: must be >= 1")
     interactive = not args.json and sys.stderr.isatty()
@@ -44,9 +42,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
-    from .cli import _console
-
-    con = _console()
+    con = console()
     con.print(bench.table(report))
     m = report["machine"]
     con.print(f"  machine: {m['cpu']}, {m['cores']} cores; TVM {m['tvm']}, onnxruntime {m['onnxruntime']}, "
@@ -57,10 +53,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_command(add: Callable[..., argparse.ArgumentParser], model_help: str) -> None:
-    """Register ``bench`` with the CLI's ``add`` helper."""
+def add_bench(add: Add) -> None:
     s = add("bench", cmd_bench, "time a model compiled by tensoropt against onnxruntime, PyTorch and TVM's default path")
-    s.add_argument("file", help=model_help)
+    s.add_argument("file", help=MODEL_HELP)
     s.add_argument("--against", default=",".join(DEFAULT_PEERS), metavar="PEERS",
                    help=f"comma-separated peers from {', '.join(PEERS)} (default: {','.join(DEFAULT_PEERS)}; "
                         "tvm-relax builds slowly)")

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import TensoroptError
+from ..errors import TensoroptError
+from .common import MODEL_HELP, Add, check_output_path, console, table
 
 
 class DeriveInputError(TensoroptError):
@@ -101,15 +102,13 @@ def _print_derivation(d: Any) -> None:
 
     from tensoropt.ir.printer import print_expr as _pe, print_graph as _pg
 
-    from .cli import _console
-
     def print_expr(e: Any) -> str:
         return escape(_pe(e))
 
     def print_graph(g: Any) -> str:
         return escape(_pg(g))
 
-    con = _console()
+    con = console()
     con.print(f"[bold]start[/bold]  ({d.start.program})\n  {print_expr(d.start.expr)}")
     s = d.search
     con.print(f"search: {s.states} states, {s.levels} levels, {s.seconds:.2f} s, stopped by {s.stopped}")
@@ -133,11 +132,9 @@ def _print_derivation(d: Any) -> None:
 def _derive_model(args: argparse.Namespace, p: Any, progress: Callable[[str], None] | None) -> int:
     from tensoropt.api import load, save
 
-    from .cli import _check_output_path, _console, _table
-
     if args.shapes:
         raise DeriveInputError("--shapes applies to an Expr argument; a model's shapes come from the model")
-    out = _check_output_path(args.output, (".top",)) if args.output else None
+    out = check_output_path(args.output, (".top",)) if args.output else None
     graph = load(args.target)
     report: list[tuple[str, Any]] = []
     new = p.apply(graph, report, progress)
@@ -152,8 +149,8 @@ def _derive_model(args: argparse.Namespace, p: Any, progress: Callable[[str], No
         print(json.dumps({"nodes": [{"node": n, **d.as_json()} for n, d in report],
                           "output": str(out) if out else None}, indent=2))
         return 0
-    con = _console()
-    con.print(_table(f"derive on {args.target}: {len(report)} nodes searched",
+    con = console()
+    con.print(table(f"derive on {args.target}: {len(report)} nodes searched",
                      ["node", "original", "derived", "orig ms", "derived ms", "speedup", "states", "search s"],
                      rows))
     if out is not None:
@@ -165,11 +162,10 @@ def _ms(s: float | None) -> str:
     return "-" if s is None else f"{s * 1e3:.4g}"
 
 
-def add_command(add: Callable[..., argparse.ArgumentParser], model_help: str) -> None:
-    """Register ``derive`` with the CLI's ``add`` helper."""
+def add_derive(add: Add) -> None:
     s = add("derive", cmd_derive, "search OLLIE-style derivations of an Expr or of a model's compute nodes")
     s.add_argument("target", metavar="EXPR_OR_MODEL",
-                   help="an Expr in the text format (quote it), or a model file: " + model_help)
+                   help="an Expr in the text format (quote it), or a model file: " + MODEL_HELP)
     s.add_argument("--shapes", default=None, metavar="X=1x512x7x7,K=512x512x3x3",
                    help="shapes of the tensors an Expr reads (f32)")
     s.add_argument("--depth", type=int, default=6, help="explorative rule applications (default 6)")

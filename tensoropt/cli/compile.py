@@ -1,4 +1,4 @@
-"""CLI commands around compiled models: ``compile``, ``run`` (and the progress display).
+"""CLI commands around compiled models: ``compile`` and ``run``.
 
 Same contract as :mod:`tensoropt.cli`: bad input is one line and exit 2; the
 artifact directory is written atomically; ``--json`` prints one JSON object
@@ -8,39 +8,14 @@ and no progress.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-
-STAGE_TEXT = {"lower": "lowering nodes", "schedule": "scheduling kernels", "compile": "building library"}
-
-
-@contextlib.contextmanager
-def build_progress(enabled: bool) -> Iterator[Callable[[str, int, int, str], None] | None]:
-    """A ``progress(stage, done, total, item)`` callback drawing rich bars on stderr (None if disabled)."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("{task.fields[item]}"), console=console,
-                  transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int, item: str) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(STAGE_TEXT.get(stage, stage), total=total, item="")
-            bar.update(tasks[stage], completed=done, total=total, item=item)
-
-        yield progress
+from .common import MODEL_HELP, Add, build_progress, check_output_path, console, parse_bindings, table
 
 
 def fallback_lines(fallbacks: list[dict[str, Any]]) -> list[str]:
@@ -56,10 +31,10 @@ def fallback_lines(fallbacks: list[dict[str, Any]]) -> list[str]:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .compiler import FallbackWarning
-    from .compiler import compile as compile_model
+    from ..compiler import FallbackWarning
+    from ..compiler import compile as compile_model
 
-    from .runtime.artifact import check_overwritable
+    from ..runtime.artifact import check_overwritable
 
     out = Path(args.output)
     check_overwritable(out)  # before the (long) compile, not after
@@ -93,51 +68,46 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import api
-    from .compiler import load_compiled
+    from .. import api
+    from ..compiler import load_compiled
 
     model = load_compiled(args.artifact)
     if args.inputs:
-        from .ir.io import read_npz
+        from ..ir.io import read_npz
 
         inputs = read_npz(Path(args.inputs), what="inputs")
     else:
-        from .cli import _parse_bindings
-
-        binds = _parse_bindings(args.bind)
+        binds = parse_bindings(args.bind)
         api.check_bindings(model.inputs, binds, what="compiled model")
         inputs = api.random_values(model.inputs, seed=args.seed, bindings=binds)
     t0 = time.perf_counter()
     outputs = model.run(inputs)
     ms = (time.perf_counter() - t0) * 1e3
     if args.output:
-        from .cli import _check_output_path
-
-        api.write_npz(_check_output_path(args.output, (".npz",)), outputs)
+        api.write_npz(check_output_path(args.output, (".npz",)), outputs)
     rows = api.summarize(outputs)
     if args.json:
         print(json.dumps({"artifact": str(args.artifact), "ms": round(ms, 3), "outputs": rows,
                           "written": args.output}, indent=2, default=str))
         return 0
-    from .cli import _console, _table
-
-    c = _console()
-    c.print(_table(f"{model.name} ({model.target}, {ms:.2f} ms)", list(rows[0]) if rows else ["name"],
+    c = console()
+    c.print(table(f"{model.name} ({model.target}, {ms:.2f} ms)", list(rows[0]) if rows else ["name"],
                    [list(r.values()) for r in rows]))
     if args.output:
         c.print(f"wrote {args.output}")
     return 0
 
 
-def add_commands(add: Callable[..., argparse.ArgumentParser], model_help: str) -> None:
-    """Register ``compile`` and ``run`` with the CLI's ``add`` helper."""
+def add_compile(add: Add) -> None:
     s = add("compile", cmd_compile, "compile a model with TVM into an artifact directory")
-    s.add_argument("file", help=model_help)
+    s.add_argument("file", help=MODEL_HELP)
     s.add_argument("-o", "--output", required=True, metavar="DIR", help="artifact directory to write")
     s.add_argument("-p", "--pipeline", default=None, help="passes to run first (as for `tensoropt opt`)")
     s.add_argument("--target", choices=("llvm", "cuda"), default="llvm",
                    help="llvm: this CPU (its features and cores); cuda: NVIDIA GPUs (builds without one)")
 
+
+def add_run(add: Add) -> None:
     s = add("run", cmd_run, "run a compiled artifact on inputs")
     s.add_argument("artifact", metavar="DIR", help="directory written by `tensoropt compile`")
     src = s.add_mutually_exclusive_group()
@@ -147,5 +117,3 @@ def add_commands(add: Callable[..., argparse.ArgumentParser], model_help: str) -
     s.add_argument("--bind", action="append", default=[], metavar="SYM=N",
                    help="size of a symbolic dim for random inputs (default 4)")
     s.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs here")
-
-    from .cli_bench import add_command as add_bench; add_bench(add, model_help)  # noqa: E702

@@ -14,7 +14,8 @@ import numpy as np
 
 from .errors import EvalError, InputFileError
 from .ir.graph import Graph
-from .ir.types import FLOAT_DTYPES, TensorType
+from .runtime.measure import random_values  # noqa: F401 - part of the API
+from .runtime.measure import symbols_of as _symbols_of
 
 #: file suffixes the text IR writer and reader use.
 TEXT_SUFFIXES = (".top",)
@@ -109,13 +110,7 @@ def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray], *, dtype: str | Non
 
 def symbols_of(graph: Graph | Sequence[Any]) -> list[str]:
     """Symbolic dims of the graph inputs (or of a sequence of input Values), in order of first appearance."""
-    values = graph.inputs if isinstance(graph, Graph) else graph
-    seen: dict[str, None] = {}
-    for v in values:
-        for d in v.type.shape:
-            if isinstance(d, str):
-                seen.setdefault(d, None)
-    return list(seen)
+    return _symbols_of(graph.inputs if isinstance(graph, Graph) else graph)
 
 
 def check_bindings(graph: Graph | Sequence[Any], bindings: Mapping[str, int], what: str = "graph") -> None:
@@ -131,47 +126,6 @@ def random_inputs(graph: Graph, *, seed: int = 0, bindings: Mapping[str, int] | 
                   default_dim: int = 4) -> dict[str, np.ndarray]:
     """Seeded random inputs for every graph input (see :func:`random_values`)."""
     return random_values(graph.inputs, seed=seed, bindings=bindings, default_dim=default_dim)
-
-
-def random_values(values: Sequence[Any], *, seed: int = 0, bindings: Mapping[str, int] | None = None,
-                  default_dim: int = 4) -> dict[str, np.ndarray]:
-    """Seeded random arrays for input Values (a graph's, or a compiled model's).
-
-    Floats are standard normal; integers are in ``[0, 2)`` so that they are
-    valid indices for gather/embedding on any non-empty axis; bools are fair
-    coins. Unbound symbolic dims take ``default_dim``.
-    """
-    rng = np.random.default_rng(seed)
-    binds = {s: default_dim for s in symbols_of(values)}
-    binds.update(bindings or {})
-    _check_input_budget(values, binds)
-    return {v.name: _random_array(v.type, binds, rng) for v in values}
-
-
-def _check_input_budget(values: Sequence[Any], binds: Mapping[str, int]) -> None:
-    """:class:`BudgetError` naming an input whose declared size is over the
-    interpreter's evaluation budget, before anything is allocated for it."""
-    import math
-
-    from .errors import BudgetError
-    from .interp import evaluation_budget, format_bytes
-
-    budget = evaluation_budget()
-    for v in values:
-        shape = v.type.concrete(dict(binds))
-        size = math.prod(shape) * v.type.np_dtype.itemsize  # Python ints: no wrap-around
-        if size > budget:
-            raise BudgetError(f"input %{v.name} declares {TensorType(v.type.dtype, shape)} ({format_bytes(size)}): "
-                              f"over the {format_bytes(budget)} evaluation budget")
-
-
-def _random_array(t: TensorType, binds: Mapping[str, int], rng: np.random.Generator) -> np.ndarray:
-    shape = t.concrete(dict(binds))
-    if t.dtype in FLOAT_DTYPES:
-        return rng.standard_normal(shape).astype(t.np_dtype)
-    if t.dtype == "bool":
-        return rng.integers(0, 2, shape).astype(bool)
-    return rng.integers(0, 2, shape).astype(t.np_dtype)
 
 
 def read_inputs(path: str | os.PathLike[str], graph: Graph) -> dict[str, np.ndarray]:

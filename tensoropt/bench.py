@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import InputFileError, TensoroptError
+from .runtime.measure import cpu_model  # noqa: F401 - also this module's API
 
 #: peers a benchmark can be run against, in table order.
 PEERS = ("onnxruntime", "torch", "tvm-relax")
@@ -435,16 +436,6 @@ def max_rel_diff(ours: Sequence[np.ndarray], theirs: Sequence[np.ndarray]) -> fl
 
 # --------------------------------------------------------------------------
 # machine facts
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _dist_version(name: str) -> str | None:

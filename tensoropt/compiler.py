@@ -13,49 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from .errors import InputFileError, TensoroptError
 from .ir.graph import Graph
-from .runtime.artifact import FORMAT, VERSION, value_json
-from .runtime.model import CompiledModel, load_artifact, versions
-
-
-class FallbackWarning(UserWarning):
-    """Some kernels of a compiled model got slower code than tensoropt meant to give them.
-
-    Emitted once per :func:`compile` that had fallbacks; the details are in
-    ``model.manifest["fallbacks"]``. Filter it with
-    ``warnings.simplefilter("ignore", tensoropt.compiler.FallbackWarning)``.
-    """
-
-
-#: Fallbacks a :class:`FallbackWarning` names before "and N more".
-WARN_FIRST = 3
-
-
-def fallback_summary(fallbacks: Sequence[Mapping[str, Any]], first: int = WARN_FIRST) -> str:
-    """One line: how many fallbacks (how many are bugs), then the first few, kernel and reason."""
-    n = len(fallbacks)
-    bugs = sum(1 for f in fallbacks if f.get("bug"))
-    head = f"{n} fallback{'s' if n != 1 else ''}" + (f" ({bugs} from bugs)" if bugs else "")
-    shown = "; ".join(f"{f['kernel']}: {f['reason']}" for f in fallbacks[:first])
-    more = f"; and {n - first} more" if n > first else ""
-    return (f"tensoropt: {head}, some kernels run slower code: {shown}{more} "
-            "(all of them in model.manifest['fallbacks'])")
+from .runtime.measure import (  # noqa: F401 - FallbackWarning and the manifest helpers are part of this API
+    WARN_FIRST,
+    FallbackWarning,
+    compile_graph,
+    fallback_summary,
+    graph_hash,
+    manifest_for,
+)
+from .runtime.model import CompiledModel, load_artifact
 
 
 def _sha256_bytes(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
-
-
-def graph_hash(graph: Graph) -> str:
-    """Content hash of a graph: its text form and its weights' bytes."""
-    from .ir.printer import print_graph
-
-    return _sha256_bytes(print_graph(graph).encode() + graph.weights.digest().encode())
 
 
 def to_graph(model: Any, example_inputs: Sequence[Any] | None = None) -> tuple[Graph, dict[str, str]]:
@@ -96,25 +71,6 @@ def to_graph(model: Any, example_inputs: Sequence[Any] | None = None) -> tuple[G
     )
 
 
-def manifest_for(graph: Graph, built: Any, pipeline: str | None, source: dict[str, str]) -> dict[str, Any]:
-    """The artifact manifest (see ``runtime/artifact.py``) for a built graph."""
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "name": graph.name,
-        "inputs": [value_json(v) for v in graph.inputs],
-        "outputs": [value_json(v) for v in graph.output_values],
-        "weights": [c.name for c in graph.constants],
-        "target": {"name": built.target, "tvm": built.target_json},
-        "pipeline": pipeline or "",
-        "source": source,
-        "versions": versions(),
-        "kernels": dict(built.kernels),
-        "fallbacks": [f.to_json() for f in getattr(built, "fallbacks", ())],
-        "build_seconds": {k: round(v, 3) for k, v in built.seconds.items()},
-    }
-
-
 def compile(model: Any, example_inputs: Sequence[Any] | None = None, pipeline: str | None = None,
             target: str = "llvm", *, progress: Any = None) -> CompiledModel:
     """Compile ``model`` (see the module docstring) for ``target`` ("llvm" or "cuda").
@@ -123,19 +79,12 @@ def compile(model: Any, example_inputs: Sequence[Any] | None = None, pipeline: s
     docstring says what counts), emits one :class:`FallbackWarning` that
     counts them and names the first few; ``manifest["fallbacks"]`` has all.
     """
-    from .codegen.build import build
-
     graph, source = to_graph(model, example_inputs)
     if pipeline:
         from .api import optimize
 
         graph, _ = optimize(graph, pipeline)
-    built = build(graph, target=target, progress=progress)
-    weights = {c.name: graph.weights[c.name] for c in graph.constants}
-    manifest = manifest_for(graph, built, pipeline, source)
-    if manifest["fallbacks"]:
-        warnings.warn(FallbackWarning(fallback_summary(manifest["fallbacks"])), stacklevel=2)
-    return CompiledModel(built.executable, manifest, weights)
+    return compile_graph(graph, target, pipeline=pipeline, source=source, progress=progress, stacklevel=3)
 
 
 def load_compiled(directory: str | os.PathLike[str]) -> CompiledModel:

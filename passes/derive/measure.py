@@ -8,7 +8,8 @@ this machine, not by a model. :func:`measure_graph` is that oracle:
    model computes once at load time, is neither compiled nor timed. Constants
    without arrays get random ones first (their values cannot change the time,
    and folding needs arrays).
-2. **Compile** with ``tensoropt.compile`` for ``target``.
+2. **Compile** with :func:`tensoropt.runtime.measure.compile_graph` (the
+   build ``tensoropt.compile`` does) for ``target``.
 3. **Time** ``main`` with TVM's ``time_evaluator`` on seeded random inputs of
    the graph's (static) input types; ``number`` calls per repeat are chosen so
    that the ``repeat`` repeats together take about ``min_seconds``.
@@ -33,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Mapping, TypeGuard
 
-import numpy as np
-
 from tensoropt.errors import TensoroptError
 from tensoropt.ir.graph import Graph
+from tensoropt.runtime.measure import compile_graph, cpu_model, device_model, random_values, threads, time_calls
 
 __all__ = [
     "CostCache",
@@ -63,10 +63,6 @@ CACHE_FILE: Final = "derive-costs.jsonl"
 #: The name every graph is printed under for its key: a graph's name does not
 #: change its time, so two candidates that differ only in name share a record.
 _KEY_GRAPH_NAME: Final = "candidate"
-
-#: Upper bound on calls per repeat, so a near-zero first estimate cannot make
-#: one measurement run for minutes.
-_MAX_NUMBER: Final = 1_000_000
 
 
 class MeasureError(TensoroptError):
@@ -289,35 +285,6 @@ def default_cache() -> CostCache | None:
 # keys
 
 
-def _threads() -> str:
-    """The TVM thread count compiled code will run with (part of the key: the same
-    CPU model with 2 or 16 cores gives different times)."""
-    env = os.environ.get("TVM_NUM_THREADS")
-    if env:
-        return env
-    try:
-        return str(len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return str(os.cpu_count() or 1)
-
-
-def _device_model(target: str) -> str:
-    """What runs the code: the CPU model, plus the GPU's name for GPU targets."""
-    from tensoropt.bench import cpu_model
-
-    cpu = cpu_model()
-    if target.split()[0] == "llvm":
-        return cpu
-    try:
-        import tvm
-
-        dev = tvm.device(target.split()[0], 0)
-        gpu = str(dev.device_name) if dev.exist else "no device"
-    except Exception:  # an unknown device kind: the target string already distinguishes it
-        gpu = "unknown"
-    return f"{cpu} / {gpu}"
-
-
 def cache_key(graph: Graph, target: str = "llvm") -> str:
     """SHA-256 key for the measured time of ``graph`` on this machine.
 
@@ -335,8 +302,8 @@ def cache_key(graph: Graph, target: str = "llvm") -> str:
         "schema": KEY_SCHEMA,
         "graph": print_graph(graph.replace(name=_KEY_GRAPH_NAME)),
         "target": target,
-        "device": _device_model(target),
-        "threads": _threads(),
+        "device": device_model(target),
+        "threads": threads(),
         "tvm": str(tvm.__version__),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
@@ -365,7 +332,6 @@ def prepare_for_measurement(graph: Graph) -> Graph:
     computes it once, at load time); then dead nodes and constants go. Inputs
     and outputs are unchanged.
     """
-    from tensoropt.api import random_values
     from tensoropt.passes.dce import DeadCodeElimination
     from tensoropt.passes.fold_constants import FoldConstants
     from tensoropt.passes.pipeline import run_pipeline
@@ -378,24 +344,6 @@ def prepare_for_measurement(graph: Graph) -> Graph:
     # No size limit: a large transposed weight is still computed once, not per call.
     folded, _ = run_pipeline(graph, [FoldConstants(max_bytes=1 << 62), DeadCodeElimination()])
     return folded
-
-
-def _compile(graph: Graph, target: str) -> Any:
-    """The compiled model (looked up at call time so tests can replace the builder)."""
-    from tensoropt import compiler
-
-    return compiler.compile(graph, target=target)
-
-
-def _time(model: Any, inputs: Mapping[str, np.ndarray], repeat: int, min_seconds: float) -> list[float]:
-    """Per-call seconds, ``repeat`` values; ``number`` calibrated from a warm-up run."""
-    # The warm-up pays one-time costs (thread pool start, first-touch of
-    # outputs) and estimates a call; the minimum is the least disturbed estimate.
-    warm = model.time(inputs, number=1, repeat=3)
-    per_call = max(min(warm), 1e-9)
-    per_repeat = min_seconds / repeat
-    number = int(min(_MAX_NUMBER, max(1, math.ceil(per_repeat / per_call))))
-    return [float(t) for t in model.time(inputs, number=number, repeat=repeat)]
 
 
 def measure_graph(graph: Graph, target: str = "llvm", *, repeat: int = 15, min_seconds: float = 0.2,
@@ -425,17 +373,13 @@ def measure_graph(graph: Graph, target: str = "llvm", *, repeat: int = 15, min_s
         if hit is not None:
             return hit
 
-    from tensoropt.api import random_values
-
     t0 = time.perf_counter()
-    model = _compile(prepared, target)
+    model = compile_graph(prepared, target)
     compile_s = time.perf_counter() - t0
-    runs = _time(model, random_values(prepared.inputs, seed=0), repeat, min_seconds)
+    runs = time_calls(model, random_values(prepared.inputs, seed=0), repeat, min_seconds)
     m = Measurement(float(statistics.median(runs)), tuple(runs), compile_s, cached=False)
     if store is not None:
-        from tensoropt.bench import cpu_model
-
         store.put(key, m, meta={"graph": graph.name, "nodes": len(prepared.nodes), "target": target,
-                                "cpu": cpu_model(), "threads": _threads(), "repeat": repeat,
+                                "cpu": cpu_model(), "threads": threads(), "repeat": repeat,
                                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return m

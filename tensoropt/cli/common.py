@@ -54,6 +54,16 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) 
     return t
 
 
+def add_input_arguments(s: argparse.ArgumentParser, random_help: str, bind_help: str) -> None:
+    """``--inputs IN.npz`` or ``--random`` (exclusive), ``--seed`` and ``--bind SYM=N``:
+    where a command that runs a model gets its inputs."""
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--inputs", metavar="IN.npz", help="input arrays by input name")
+    src.add_argument("--random", action="store_true", help=random_help)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--bind", action="append", default=[], metavar="SYM=N", help=bind_help)
+
+
 def parse_bindings(items: Sequence[str]) -> dict[str, int]:
     out = {}
     for item in items:

@@ -15,7 +15,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .common import MODEL_HELP, Add, build_progress, check_output_path, console, parse_bindings, table
+from .common import (
+    MODEL_HELP,
+    Add,
+    add_input_arguments,
+    build_progress,
+    check_output_path,
+    console,
+    parse_bindings,
+    table,
+)
 
 
 def fallback_lines(fallbacks: list[dict[str, Any]]) -> list[str]:
@@ -110,10 +119,5 @@ def add_compile(add: Add) -> None:
 def add_run(add: Add) -> None:
     s = add("run", cmd_run, "run a compiled artifact on inputs")
     s.add_argument("artifact", metavar="DIR", help="directory written by `tensoropt compile`")
-    src = s.add_mutually_exclusive_group()
-    src.add_argument("--inputs", metavar="IN.npz", help="input arrays by input name")
-    src.add_argument("--random", action="store_true", help="seeded random inputs (the default)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--bind", action="append", default=[], metavar="SYM=N",
-                   help="size of a symbolic dim for random inputs (default 4)")
+    add_input_arguments(s, "seeded random inputs (the default)", "size of a symbolic dim for random inputs (default 4)")
     s.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs here")

@@ -8,7 +8,7 @@ import sys
 import time
 
 from ..errors import EvalError
-from .common import MODEL_HELP, Add, check_output_path, console, emit_json, parse_bindings, table
+from .common import MODEL_HELP, Add, add_input_arguments, check_output_path, console, emit_json, parse_bindings, table
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -119,12 +119,7 @@ def add_check(add: Add) -> None:
 def add_eval(add: Add) -> None:
     s = add("eval", cmd_eval, "evaluate a graph with the NumPy reference interpreter")
     s.add_argument("file", help=MODEL_HELP)
-    src = s.add_mutually_exclusive_group()
-    src.add_argument("--inputs", metavar="IN.npz", help="input arrays by input name")
-    src.add_argument("--random", action="store_true", help="seeded random inputs")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--bind", action="append", default=[], metavar="SYM=N",
-                   help="size of a symbolic dim for --random (default 4)")
+    add_input_arguments(s, "seeded random inputs", "size of a symbolic dim for --random (default 4)")
     s.add_argument("--f64", action="store_true", help="compute floating tensors in float64")
     s.add_argument("-o", "--output", metavar="OUT.npz", help="write the outputs here")
 

@@ -13,8 +13,16 @@ and this script rewrites what is between them from ``benchmarks/results/``:
 - ``symbolic_speed`` (symbolic dims against their static twins),
 - ``conv_transpose_speed`` (every ConvTranspose layer and model against
   PyTorch) and ``conv_transpose_forms`` (every form of each layer),
+- ``interp_speed`` (the reference interpreter against PyTorch eager),
+- ``onnx_conformance`` (ONNX's node cases through each backend) and
+  ``onnx_import_speed`` (import time against an onnxruntime session),
+- ``gemm_speed`` (scheduled GEMMs and conv forms against NumPy),
+- ``derive_references`` (OLLIE's four derivations found by search),
+  ``derive_ops`` (operators, direct against derived) and ``derive_e2e``
+  (whole models with and without the ``derive`` pass),
 
-each with the machine and date of its run.
+each with the machine and date of its run ("date not recorded" where the JSON
+has none).
 
     python benchmarks/report.py            # rewrite every marked table in README.md and docs/*.md
     python benchmarks/report.py --check    # exit 1 naming each table that differs from its JSON
@@ -118,9 +126,180 @@ def conv_transpose_forms() -> str:
     return "\n".join(out) + f"{_machine(doc)}; {doc.get('rounds', '?')} interleaved rounds"
 
 
+def _date(doc: dict[str, Any]) -> str:
+    """The run's date from ``doc``, or say that the JSON has none."""
+    return doc.get("date") or doc.get("meta", {}).get("date") or "date not recorded"
+
+
+def _secs(s: float) -> str:
+    """A search time as the README writes it: 0.004 s, 4.9 s, 101 s."""
+    return f"{s:.3g} s" if s < 1 else f"{s:.1f} s" if s < 100 else f"{s:.0f} s"
+
+
+def _count(n: float) -> str:
+    """A state count in thousands or millions: 18K, 2.2M."""
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}K" if n >= 1e3 else f"{n:,.0f}"
+
+
+#: interp_speed.json's case ids, as the README describes them
+INTERP_CASES = {
+    "conv3x3-expr-f32": "3x3 conv, 1x64x56x56, 64 filters, as an Expr (`evaluate_expr`, f32)",
+    "conv3x3-expr-f64": "same, f64 (PyTorch side f32)",
+    "conv3x3-op-f32": "same, `conv2d` op rule (f32)",
+    "vgg19": "VGG-19, 1x3x224x224, random He weights (`run_graph`)",
+}
+
+
+def interp_speed() -> str:
+    """The reference interpreter against PyTorch eager, medians of the interleaved samples."""
+    doc = _load("interp_speed")
+    meta = doc["meta"]
+    lines = ["| case | tensoropt interpreter (ms) | PyTorch eager (ms) | ratio | samples | max rel diff |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in doc["cases"]:
+        lines.append(f"| {INTERP_CASES.get(r['case'], r['case'])} | {r['tensoropt_median_s'] * 1e3:.3g} | "
+                     f"{r['torch_median_s'] * 1e3:.3g} | {r['ratio']:.2f} | {len(r['tensoropt_s'])} | "
+                     f"{_diff(r['max_rel_diff'])} |")
+    cpu = " ".join(x for x in (meta.get("machine", "?"), meta.get("processor")) if x)
+    return "\n".join(lines) + (f"\n\n{cpu}, {meta.get('cpus', '?')} cores; {_date(doc)}; torch "
+                               f"{meta.get('torch', '?')} with {meta.get('torch_threads', '?')} threads; medians, ms")
+
+
+#: onnx_conformance.json's peers, as the README names them
+CONFORMANCE_PEERS = {
+    "tensoropt": 'tensoropt (`mode="eval"`)',
+    "tensoropt-compiled": 'tensoropt (`mode="compiled"`, TVM)',
+    "tvm-relax": "TVM Relax `from_onnx`",
+}
+
+
+def onnx_conformance() -> str:
+    """ONNX's node test cases through each backend: how many pass, fail, or are refused."""
+    doc = _load("onnx_conformance")
+    lines = ["| backend | pass | wrong answer | folded at import | unsupported (clear error) | other error | "
+             "timeout or crash | ops fully passing | run time (s) |", "|---|---|---|---|---|---|---|---|---:|"]
+    for peer, b in doc["backends"].items():
+        st = b["statuses"]
+        bold = (lambda x: f"**{x}**") if peer.startswith("tensoropt") else (lambda x: x)
+        folded = st["folded"] if peer.startswith("tensoropt") else "-"
+        passed = f"{st['pass']:,} ({b['pass_rate']:.1%})"
+        lines.append(f"| {CONFORMANCE_PEERS.get(peer, peer)} | {bold(passed)} | "
+                     f"{bold(st['wrong'])} | {folded} | {st['unsupported']} | {st['error']} | "
+                     f"{st['timeout'] + st['crash']} | {len(b['ops_fully_passing'])} of {len(b['per_op'])} | "
+                     f"{b['seconds']:.1f} |")
+    m = doc.get("machine", "?")
+    return "\n".join(lines) + (f"\n\n{m if isinstance(m, str) else _machine(doc)}; {_date(doc)}; "
+                               f"{doc['cases']:,} cases, onnx {doc.get('onnx', '?')}, {doc['limit_s']:.0f} s "
+                               "limit per case")
+
+
+def onnx_import_speed() -> str:
+    """Import time of each light model against building an onnxruntime session of the same file."""
+    doc = _load("onnx_import_speed")
+    lines = ["| model | ONNX nodes -> IR nodes | tensoropt import (ms) | onnxruntime session (ms) | ratio |",
+             "|---|---|---:|---:|---:|"]
+    for r in doc["rows"]:
+        lines.append(f"| {r['model']} | {r['nodes_onnx']:,} -> {r['nodes_ir']:,} | "
+                     f"{r['tensoropt_median_s'] * 1e3:.0f} | {r['onnxruntime_median_s'] * 1e3:.0f} | "
+                     f"{r['ratio']:.2f} |")
+    m = doc.get("machine", "?")
+    return "\n".join(lines) + (f"\n\n{m if isinstance(m, str) else _machine(doc)}; {_date(doc)}; medians of "
+                               f"{doc.get('repeat', '?')}; onnx {doc.get('onnx', '?')}, onnxruntime "
+                               f"{doc.get('onnxruntime', '?')}")
+
+
+def gemm_speed() -> str:
+    """tensoropt's scheduled GEMMs against NumPy (OpenBLAS), GFLOP/s, and the conv forms."""
+    doc = _load("gemm_speed")
+    lines = ["| shape (M x N x K) | tensoropt GFLOP/s | NumPy GFLOP/s | ratio | schedule |",
+             "|---|---:|---:|---:|---|"]
+    for r in doc["rows"]:
+        if r["kind"] == "gemm":
+            lines.append(f"| {r['name']} | {r['ours_gflops']:.0f} | {r['numpy_gflops']:.0f} | "
+                         f"{r['ratio']:.2f} | `{r['rule']}` |")
+    lines += ["", "| convolution | direct GFLOP/s | im2col + GEMM GFLOP/s | chosen form |", "|---|---:|---:|---|"]
+    for r in doc["rows"]:
+        if r["kind"] == "conv2d":
+            im2col = f"{r['im2col_gflops']:.0f}" if "im2col_gflops" in r else "-"
+            lines.append(f"| {r['name']} | {r['direct_gflops']:.0f} | {im2col} | {r['best_form']} |")
+    m = doc["machine"]
+    mcpu = re.search(r'"mcpu":"([^"]+)"', m.get("target", ""))
+    return "\n".join(lines) + (f"\n\n{_machine(doc)}{f' ({mcpu[1]})' if mcpu else ''}; {_date(doc)}; "
+                               f"unscheduled TVM matmul 1024^3: {doc['unscheduled_1024_gflops']:.1f} GFLOP/s")
+
+
+def derive_references() -> str:
+    """OLLIE's four reference derivations found by search, against OLLIE's own figures."""
+    doc = _load("derive_references")
+    lines = ["| derivation | depth (steps) | states | search | OLLIE depth | OLLIE states | OLLIE search |",
+             "|---|---|---:|---:|---|---:|---:|"]
+    for r in doc["rows"]:
+        lines.append(f"| {r['derivation']} | {r['depth']} ({r['steps']}) | {r['states']:,} | {_secs(r['search_s'])} | "
+                     f"{r['ollie_depth']} | {_count(r['ollie_states'])} | {_secs(r['ollie_search_s'])} |")
+    return "\n".join(lines) + (f"\n\n{_machine(doc) if 'machine' in doc else 'machine not recorded'}; "
+                               f"{_date(doc)}")
+
+
+def _kept(program: str) -> bool:
+    """Whether derive kept the original program (no rewrite)."""
+    return program in ("(original kept)", "(kept)")
+
+
+def _ms(x: float) -> str:
+    """Milliseconds to 3 significant digits, whole numbers from 1,000 on."""
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
+
+
+def _diff(x: float) -> str:
+    """A relative difference: 8.1e-07, or 0."""
+    return f"{x:.1e}" if x else "0"
+
+
+def _speedup(x: float) -> str:
+    """A speedup: 743, 91.9, 3.51, 1.00."""
+    return f"{x:.3g}" if x >= 10 else f"{x:.2f}"
+
+
+def derive_ops() -> str:
+    """Each operator compiled directly and as its derived program, with PyTorch eager for context."""
+    doc = _load("derive_ops")
+    lines = ["| operator | direct ms | derived ms | speedup | PyTorch ms | derived program | depth |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    for r in doc["rows"]:
+        derived = "(kept)" if _kept(r["program"]) else _ms(r["derived_ms"])
+        torch = "-" if r["torch_ms"] is None else _ms(r["torch_ms"])
+        lines.append(f"| {r['op']} | {_ms(r['direct_ms'])} | {derived} | {_speedup(r['speedup'])} | {torch} | "
+                     f"{r['program']} | {r['depth']} |")
+    ct = [r["derived_ms"] / r["torch_ms"] for r in doc["rows"] if r["kind"] == "conv_transpose2d" and r["torch_ms"]]
+    diff = max(r["max_rel_diff_vs_original"] for r in doc["rows"])
+    return "\n".join(lines) + (f"\n\n{_machine(doc)}; {_date(doc)}; depth {doc['depth']}, "
+                               f"{doc['search_seconds']:.0f} s of search per op; geometric mean speedup "
+                               f"{doc['geomean_speedup']:.1f}x; derived ConvTranspose / PyTorch: "
+                               f"{min(ct):.2f}-{max(ct):.2f}x; max rel diff {diff:.1e}")
+
+
+def derive_e2e() -> str:
+    """Whole models compiled as is and after the derive pass, with PyTorch eager for context."""
+    doc = _load("derive_e2e")
+    lines = ["| model | direct ms | derived ms | speedup | PyTorch ms | nodes rewritten | max rel diff |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for r in doc["rows"]:
+        done = [n for n in r["nodes"] if not _kept(n["derived"])]
+        noise = " (none rewritten: noise)" if not done else ""
+        lines.append(f"| {r['model']} | {_ms(r['direct_ms'])} | {_ms(r['derived_ms'])} | "
+                     f"{_speedup(r['speedup'])}{noise} | {_ms(r['torch_ms'])} | {len(done)} of {len(r['nodes'])} | "
+                     f"{_diff(r['max_rel_diff'])} |")
+    stamps = [f"{r['model']} measured {r['measured_at']}" for r in doc["rows"] if "measured_at" in r]
+    return "\n".join(lines) + (f"\n\n{_machine(doc)}; {_date(doc)}{''.join(f' ({s})' for s in stamps)}; "
+                               f"depth {doc['depth']}, {doc['search_seconds']:.0f} s of search; geometric mean "
+                               f"speedup {doc['geomean_speedup']:.1f}x")
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "model_speed": model_speed, "symbolic_speed": symbolic_speed, "conv_transpose_speed": conv_transpose_speed,
-    "conv_transpose_forms": conv_transpose_forms,
+    "conv_transpose_forms": conv_transpose_forms, "interp_speed": interp_speed,
+    "onnx_conformance": onnx_conformance, "onnx_import_speed": onnx_import_speed, "gemm_speed": gemm_speed,
+    "derive_references": derive_references, "derive_ops": derive_ops, "derive_e2e": derive_e2e,
 }
 
 

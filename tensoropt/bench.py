@@ -13,9 +13,13 @@ CPU), makes seeded random inputs, and times each side on the same inputs:
   (``relax.frontend.onnx.from_onnx`` + ``tvm.compile``'s default pipeline,
   LegalizeOps and no tuning) for the same LLVM target as tensoropt.
 
-Every side is timed the same way: ``warmup`` calls, then ``repeat`` calls,
-each measured with ``time.perf_counter`` around the whole call, NumPy arrays
-in (copied to the side's own tensors inside the call) and NumPy arrays out.
+Every side is timed the same way: ``warmup`` calls each, then the
+``repeat`` timed calls of every side in interleaved blocks (a few rounds; in
+each, every side runs a block of calls, the order rotating from round to
+round: :func:`interleaved_calls`), each call measured with
+``time.perf_counter`` around the whole call, NumPy arrays in (copied to the
+side's own tensors inside the call) and NumPy arrays out. Interleaved, a
+machine that gets slower or faster during the run moves every side alike.
 A peer that cannot be set up or run is reported as failed with a one-line
 reason; the others go on. Outputs are compared with tensoropt's (largest
 absolute difference over the largest magnitude of tensoropt's output).
@@ -52,7 +56,9 @@ DEFAULT_PEERS = ("onnxruntime", "torch")
 AGREE_TOL = 1e-3
 
 TIMING = ("wall clock (time.perf_counter) around each full call: NumPy arrays in, copied to the "
-          "side's tensors, run, outputs back as NumPy arrays; same for every side")
+          "side's tensors, run, outputs back as NumPy arrays; same for every side; after warm-up calls, "
+          "sides interleaved in blocks of calls over 5 rounds (order rotating; a 50 ms pause and one "
+          "untimed call before each block)")
 
 Log = Callable[[str], None]
 
@@ -405,6 +411,76 @@ def time_calls(fn: Callable[[], list[np.ndarray]], warmup: int, repeat: int, max
     return outs, runs
 
 
+#: rounds of interleaved blocks, and the pause before each block (see interleaved_calls)
+ROUNDS = 5
+SETTLE_S = 0.05
+
+
+def interleaved_calls(sides: Mapping[str, Callable[[], Any]], warmup: int, repeat: int,
+                      max_seconds: float | None = None, min_repeat: int = 5, *,
+                      rounds: int = ROUNDS, settle_s: float = SETTLE_S
+                      ) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Wall-clock seconds of ``repeat`` calls of every side, interleaved (module docstring).
+
+    Each side first makes ``warmup`` untimed calls. The timed calls are then
+    made in ``rounds`` rounds; in each, every side runs one block of calls
+    back to back (the order rotating from round to round), after a pause of
+    ``settle_s`` and one untimed call. Blocks, not single calls: a side's
+    thread pool spins for a while after each call, and a call interleaved
+    with another side's spinning threads measured the contention (tensoropt
+    on the demo model, interleaved call by call with onnxruntime: a median of
+    10.8 ms for a 0.12 ms call). With ``max_seconds``, ``repeat`` shrinks to
+    what fits the slowest side in about that time (judged by its last warm-up
+    call), but not below ``min_repeat``. A side that raises drops out with
+    its one-line error in the second dict; the others go on.
+    """
+    live = dict(sides)
+    failed: dict[str, str] = {}
+    last: dict[str, float] = {}
+
+    def call(name: str) -> float | None:
+        t0 = time.perf_counter()
+        try:
+            live[name]()
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # a side's failure is a result, not a crash
+            failed[name] = _first_line(e)
+            del live[name]
+            return None
+        return time.perf_counter() - t0
+
+    for name in list(live):
+        for _ in range(warmup):
+            dt = call(name)
+            if dt is None:
+                break
+            last[name] = dt
+    if max_seconds is not None:
+        slowest = max((last[n] for n in live if n in last), default=0.0)
+        if slowest > 0:
+            repeat = max(min(repeat, int(max_seconds / slowest)), min(min_repeat, repeat))
+    rounds = max(1, min(rounds, repeat))
+    blocks = [repeat // rounds + (1 if r < repeat % rounds else 0) for r in range(rounds)]
+    runs: dict[str, list[float]] = {n: [] for n in live}
+    order = list(live)
+    for r, size in enumerate(blocks):
+        k = r % len(order) if order else 0
+        for name in order[k:] + order[:k]:
+            if name not in live:
+                continue
+            if settle_s > 0:
+                time.sleep(settle_s)
+            if call(name) is None:  # untimed: wakes the side's threads and caches after the others ran
+                continue
+            for _ in range(size):
+                dt = call(name)
+                if dt is None:
+                    break
+                runs[name].append(dt)
+    return {n: v for n, v in runs.items() if n in live}, failed
+
+
 def stats_ms(runs_s: Sequence[float]) -> dict[str, Any]:
     """Median, min, max, quartiles and IQR (ms) of timings in seconds."""
     ms = [r * 1e3 for r in runs_s]
@@ -541,43 +617,54 @@ def bench(model: Any, example_inputs: Sequence[Any] | None = None, *,
         out = compiled.run(named)
         return [out[n] for n in compiled.output_names]
 
-    say(f"timing tensoropt ({warmup} warm-up + {repeat} runs)")
-    ref, runs = time_calls(ours, warmup, repeat, max_seconds, min_repeat)
-    results = [_row("tensoropt", "ok", **stats_ms(runs), ratio=1.0, max_rel_diff=0.0, agree=True,
-                    compile_s=round(compile_s, 3), note=f"{target}, {tvm_n} threads", fallbacks=len(fallbacks))]
-    base = results[0]["median_ms"]
+    ref = ours()  # the reference outputs every peer is compared with
+    sides: dict[str, Callable[[], list[np.ndarray]]] = {"tensoropt": ours}
+    notes = {"tensoropt": f"{target}, {tvm_n} threads"}
+    setup = {"tensoropt": compile_s}
+    diffs = {"tensoropt": 0.0}
     thread_info = {"tensoropt": tvm_n}
-
+    failed: dict[str, str] = {}
     for peer in peers:
         if peer == "torch" and subject.torch_module is None:
-            results.append(_row(peer, "not applicable", note=subject.torch_na))
             continue
-        time.sleep(1.0)  # let the previous side's worker threads stop spinning
         say(f"setting up {peer}")
         try:
             t0 = time.perf_counter()
             if peer == "onnxruntime":
-                fn, note = _ort_side(subject, arrays, threads), f"{threads} threads"
-                thread_info[peer] = threads
+                fn, notes[peer], thread_info[peer] = _ort_side(subject, arrays, threads), f"{threads} threads", threads
             elif peer == "torch":
-                fn, note = _torch_side(subject, arrays, threads), f"eager, {threads} threads"
-                thread_info[peer] = threads
+                fn, notes[peer], thread_info[peer] = (_torch_side(subject, arrays, threads),
+                                                      f"eager, {threads} threads", threads)
             else:
-                fn, note = _relax_side(subject, arrays, target), f"untuned, {tvm_n} threads"
-                thread_info[peer] = tvm_n
-            setup_s = time.perf_counter() - t0
-            say(f"timing {peer} ({warmup} warm-up + {repeat} runs)")
-            outs, runs = time_calls(fn, warmup, repeat, max_seconds, min_repeat)
-            diff = max_rel_diff(ref, outs)
+                fn, notes[peer], thread_info[peer] = (_relax_side(subject, arrays, target),
+                                                      f"untuned, {tvm_n} threads", tvm_n)
+            setup[peer] = time.perf_counter() - t0
+            diffs[peer] = max_rel_diff(ref, fn())
         except KeyboardInterrupt:
             raise
         except Exception as e:  # a peer's failure is a result, not a crash
-            results.append(_row(peer, "failed", error=_first_line(e)))
+            failed[peer] = _first_line(e)
             say(f"{peer} failed: {_first_line(e)}")
             continue
-        st = stats_ms(runs)
-        results.append(_row(peer, "ok", **st, ratio=base / st["median_ms"], max_rel_diff=diff,
-                            agree=bool(diff <= AGREE_TOL), compile_s=round(setup_s, 3), note=note))
+        sides[peer] = fn
+    say(f"timing {', '.join(sides)} interleaved ({warmup} warm-up + {repeat} calls each, in {ROUNDS} rounds)")
+    runs, failed_timing = interleaved_calls(sides, warmup, repeat, max_seconds, min_repeat)
+    failed.update(failed_timing)
+    if "tensoropt" in failed:
+        raise BenchError(f"the compiled model failed while being timed: {failed['tensoropt']}")
+    base = statistics.median(runs["tensoropt"]) * 1e3
+    results = [_row("tensoropt", "ok", **stats_ms(runs["tensoropt"]), ratio=1.0, max_rel_diff=0.0, agree=True,
+                    compile_s=round(compile_s, 3), note=notes["tensoropt"], fallbacks=len(fallbacks))]
+    for peer in peers:
+        if peer == "torch" and subject.torch_module is None:
+            results.append(_row(peer, "not applicable", note=subject.torch_na))
+        elif peer in failed:
+            results.append(_row(peer, "failed", error=failed[peer]))
+        else:
+            st = stats_ms(runs[peer])
+            results.append(_row(peer, "ok", **st, ratio=base / st["median_ms"], max_rel_diff=diffs[peer],
+                                agree=bool(diffs[peer] <= AGREE_TOL), compile_s=round(setup[peer], 3),
+                                note=notes[peer]))
 
     return {
         "model": label,

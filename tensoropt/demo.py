@@ -6,9 +6,11 @@ reference interpreter on the same seeded inputs, compiles the optimized graph
 with TVM, and times the compiled model against onnxruntime on the same
 inputs. The report shows what each pass did, the op mix and cost before and
 after, the largest difference between the evaluations (the soundness check
-every pass must pass), and the latency table: tensoropt compiled,
-onnxruntime, and the interpreter, with each one's difference from the
-interpreter's outputs.
+every pass must pass), the kernels TVM built with the schedule each got
+(and any fallback), and the latency table: tensoropt compiled and
+onnxruntime timed the same way, interleaved (``bench.interleaved_calls``),
+and the interpreter, with each one's difference from the interpreter's
+outputs.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def _compiled_section(path: Path, g, new, inputs, reference, progress) -> dict: 
     for s in sides:
         s["vs_onnxruntime"] = s["median_ms"] / ort_ms
     return {"compile_seconds": compile_s, "kernels": len(model.manifest["kernels"]),
+            "schedules": dict(model.manifest["kernels"]), "fallbacks": list(model.manifest["fallbacks"]),
             "build_seconds": model.manifest["build_seconds"], "runs": RUNS, "sides": sides}
 
 
@@ -183,6 +186,16 @@ def _print_report(g, new, r) -> None:  # type: ignore[no-untyped-def]
     build = ", ".join(f"{k} {v:.2f} s" for k, v in c["build_seconds"].items())
     con.rule("compiled with TVM")
     con.print(f"{c['kernels']} kernels, compiled in {c['compile_seconds']:.2f} s ({build})")
+    con.print(f"fallbacks: {len(c['fallbacks'])}")
+    t = Table(title="kernels and their schedules", title_justify="left",
+              caption="`| batch=1:` a branch specialised for a symbolic dim bound to 1", caption_justify="left")
+    t.add_column("kernel")
+    t.add_column("schedule")
+    for name, label in sorted(c["schedules"].items()):
+        t.add_row(name, label)
+    con.print(t)
+    for fb in c["fallbacks"]:
+        con.print(f"[yellow]fallback[/] {fb['kernel']}: {fb['reason']}")
     t = Table(title=f"latency on the same inputs (median of {c['runs']} calls, this machine)", title_justify="left")
     for col in ("side", "median ms", "vs onnxruntime", "max rel diff vs interpreter"):
         t.add_column(col, justify="left" if col == "side" else "right")

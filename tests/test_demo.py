@@ -22,6 +22,12 @@ def test_demo_default_compiles_and_matches_onnxruntime(capsys) -> None:
     assert sides["onnxruntime"]["max_rel_diff"] < 1e-4
     assert all(s["median_ms"] > 0 for s in sides.values())
     assert r["compiled"]["kernels"] > 0
+    # every kernel of the bundled model got its family's schedule: none left
+    # unscheduled or to the catch-all rule, no fallback
+    schedules = r["compiled"]["schedules"]
+    assert len(schedules) == r["compiled"]["kernels"] and r["compiled"]["fallbacks"] == []
+    assert not [k for k, v in schedules.items() if v.startswith(("none", "generic"))], schedules
+    assert sum(v.startswith("gemm(") for v in schedules.values()) == 5  # the four convs and the classifier
 
 
 def test_demo_report(capsys) -> None:
@@ -44,3 +50,4 @@ def test_demo_text_report(capsys) -> None:
     assert "soundness" in out and "sound" in out and "MISMATCH" not in out
     assert "optimized graph" in out
     assert "compiled with TVM" in out and "onnxruntime" in out
+    assert "kernels and their schedules" in out and "fallbacks: 0" in out

@@ -275,7 +275,9 @@ def derive_ops() -> str:
     return "\n".join(lines) + (f"\n\n{_machine(doc)}; {_date(doc)}; depth {doc['depth']}, "
                                f"{doc['search_seconds']:.0f} s of search per op; geometric mean speedup "
                                f"{doc['geomean_speedup']:.1f}x; derived ConvTranspose / PyTorch: "
-                               f"{min(ct):.2f}-{max(ct):.2f}x; max rel diff {diff:.1e}")
+                               f"{min(ct):.2f}-{max(ct):.2f}x; max rel diff {diff:.1e}"
+                               + (f"; every side timed the same way, interleaved (wall clock around a full "
+                                  f"call); cost cache: {doc['cost_cache']}" if "cost_cache" in doc else ""))
 
 
 def derive_e2e() -> str:

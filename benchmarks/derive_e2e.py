@@ -3,10 +3,13 @@
 Each model of benchmarks/derive_models.py (ResNet-18's last stage, the DCGAN
 and InfoGAN generators, FSRCNN) is exported through the torch frontend,
 compiled by tensoropt as is ("direct") and after the ``derive`` pass
-("derived"), both with the same rule-based schedules and no tuning, and timed
-side by side (TVM's timer, medians); PyTorch eager is timed for context. The
-derived model's outputs are compared with the direct one's. Writes
-benchmarks/results/derive_e2e.{json,png}.
+("derived"), both with the same rule-based schedules and no tuning; the two
+and PyTorch eager are timed the same way, interleaved
+(``tensoropt.bench.interleaved_calls``: wall clock around each full call,
+NumPy in and out). The derive search runs with a private cost cache, empty at
+the start, unless ``--cache`` names one. The derived model's outputs are
+compared with the direct one's. Writes benchmarks/results/derive_e2e.{json,png}
+(every row from this run: a partial run with ``--only`` writes elsewhere, ``-o``).
 
     python benchmarks/derive_e2e.py                 # all models (~10 min on 2 cores)
     python benchmarks/derive_e2e.py --only dcgan --depth 3 --time 10 --no-save
@@ -17,11 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,26 +37,25 @@ from derive_models import MODELS  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _median_ms(model: Any, inputs: dict[str, np.ndarray], repeat: int = 20) -> float:
-    runs = model.time(inputs, number=max(1, int(0.01 / max(min(model.time(inputs, 1, 3)), 1e-6))), repeat=repeat)
-    return float(np.median(runs) * 1e3)
-
-
-def _torch_ms(module: Any, example: tuple[Any, ...], repeat: int = 30) -> float:
-    import os
-
+def _torch_side(module: Any, example: tuple[Any, ...], inputs: list[np.ndarray]) -> Callable[[], Any]:
+    """PyTorch eager on the same inputs, NumPy in and out like tensoropt's side."""
     import torch
-
-    from tensoropt.bench import time_calls
+    from torch.utils._pytree import tree_leaves
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    with torch.inference_mode():
-        _, ts = time_calls(lambda: module(*example), warmup=3, repeat=repeat)
-    return float(np.median(ts) * 1e3)
+    module.eval()
+
+    def call() -> list[np.ndarray]:
+        with torch.inference_mode():
+            out = module(*(torch.from_numpy(x) for x in inputs))
+            return [t.numpy() for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+
+    return call
 
 
-def run_model(name: str, depth: int, seconds: float) -> dict[str, Any]:
+def run_model(name: str, depth: int, seconds: float, repeat: int) -> dict[str, Any]:
     import tensoropt
+    from tensoropt.bench import interleaved_calls, stats_ms
     from tensoropt.frontends.torch import from_module
     from tensoropt.passes.derive.derive import Derive
 
@@ -70,13 +74,22 @@ def run_model(name: str, depth: int, seconds: float) -> dict[str, Any]:
     a = direct_m.run(inputs)
     b = derived_m.run(inputs)
     diff = max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(a[k]))), 1e-30)) for k in a)
-    # interleave the two sides so drift hits both
-    d1, r1 = _median_ms(direct_m, inputs), _median_ms(derived_m, inputs)
-    d2, r2 = _median_ms(direct_m, inputs), _median_ms(derived_m, inputs)
-    direct_ms, derived_ms = min(d1, d2), min(r1, r2)
+    runs, failed = interleaved_calls({"direct": lambda: direct_m.run(inputs), "derived": lambda: derived_m.run(inputs),
+                                      "torch": _torch_side(module, example, [inputs[v.name] for v in graph.inputs])},
+                                     warmup=3, repeat=repeat)
+    if failed:
+        raise RuntimeError(f"a side failed while timed: {failed}")
+    timings = {k: {m: v for m, v in stats_ms(r).items() if m != "runs_ms"} | {"cached": False}
+               for k, r in runs.items()}
+    direct_ms, derived_ms = timings["direct"]["median_ms"], timings["derived"]["median_ms"]
+    # nothing rewritten: both sides ran the same program, the speedup is 1 and
+    # their measured ratio only the timing's noise floor
+    rewritten = any(d.chosen is not d.start for _, d in report)
     return {
-        "model": name, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "direct_ms": direct_ms, "derived_ms": derived_ms, "speedup": direct_ms / derived_ms,
-        "torch_ms": _torch_ms(module, example), "max_rel_diff": diff, "derive_s": round(derive_s, 1),
+        "model": name, "measured_at": time.strftime("%Y-%m-%d %H:%M"), "direct_ms": direct_ms,
+        "derived_ms": derived_ms, "speedup": direct_ms / derived_ms if rewritten else 1.0,
+        "timed_ratio": direct_ms / derived_ms, "torch_ms": timings["torch"]["median_ms"],
+        "timings": timings, "max_rel_diff": diff, "derive_s": round(derive_s, 1),
         "fallbacks": {"direct": direct_m.manifest.get("fallbacks", []),  # kernels compiled to slower code
                       "derived": derived_m.manifest.get("fallbacks", [])},
         "nodes": [{"node": n, "original": d.start.program,
@@ -112,35 +125,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None)
     ap.add_argument("--depth", type=int, default=5)
     ap.add_argument("--time", type=float, default=30.0, help="search seconds per node")
+    ap.add_argument("--repeat", type=int, default=30, help="timed calls per side")
+    ap.add_argument("--cache", default=None, metavar="DIR",
+                    help="the derive cost cache to use (default: a private one, empty at the start)")
+    ap.add_argument("-o", "--output", default=None, help="results JSON (default benchmarks/results/derive_e2e.json)")
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args(argv)
+    if args.only and not (args.no_save or args.output):
+        ap.error("--only runs some models: give -o PATH (or --no-save) so the full results are not overwritten")
+    # the search ranks candidates by measured time: an older cache would rank by stale timings
+    cache_dir = args.cache or tempfile.mkdtemp(prefix="tensoropt-derive-cache-")
+    os.environ["TENSOROPT_CACHE_DIR"] = cache_dir
     from tensoropt.atomic import atomic_write_text
-    from tensoropt.bench import machine_info
+    from tensoropt.bench import TIMING, machine_info
 
     rows = []
     for name in MODELS:
         if args.only and not re.search(args.only, name):
             continue
         print(name, file=sys.stderr)
-        r = run_model(name, args.depth, args.time)
+        r = run_model(name, args.depth, args.time, args.repeat)
         rows.append(r)
         print(f"  direct {r['direct_ms']:.4g} ms  derived {r['derived_ms']:.4g} ms  {r['speedup']:.2f}x  "
               f"torch {r['torch_ms']:.4g} ms  diff {r['max_rel_diff']:.1e}  derive {r['derive_s']} s", flush=True)
-    out_json = RESULTS / "derive_e2e.json"
-    if args.only and out_json.exists() and not args.no_save:
-        # a partial rerun replaces its rows and keeps the others (each row records when it ran)
-        kept = [r for r in json.loads(out_json.read_text())["rows"] if r["model"] not in {x["model"] for x in rows}]
-        rows = [r for r in kept + rows]
-        rows.sort(key=lambda r: list(MODELS).index(r["model"]))
+    out_json = Path(args.output) if args.output else RESULTS / "derive_e2e.json"
     gm = math.exp(sum(math.log(r["speedup"]) for r in rows) / len(rows)) if rows else float("nan")
     print(f"geometric mean speedup: {gm:.2f}x over {len(rows)} models")
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)
-        doc = {"machine": machine_info(), "depth": args.depth, "search_seconds": args.time,
-               "geomean_speedup": gm, "rows": rows}
-        atomic_write_text(RESULTS / "derive_e2e.json", json.dumps(doc, indent=2, default=str) + "\n")
-        plot(rows, RESULTS / "derive_e2e.png")
-        print(f"wrote {RESULTS / 'derive_e2e.json'} and .png")
+        doc = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+               "timing": TIMING + f"; {args.repeat} timed calls per side",
+               "cost_cache": ("given: " + args.cache) if args.cache else "private, empty at the start",
+               "depth": args.depth, "search_seconds": args.time, "geomean_speedup": gm, "rows": rows}
+        atomic_write_text(out_json, json.dumps(doc, indent=2, default=str) + "\n")
+        plot(rows, out_json.with_suffix(".png"))
+        print(f"wrote {out_json} and .png")
     return 0
 
 

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,25 +37,9 @@ from derive_models import MODELS  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _torch_side(module: Any, example: tuple[Any, ...], inputs: list[np.ndarray]) -> Callable[[], Any]:
-    """PyTorch eager on the same inputs, NumPy in and out like tensoropt's side."""
-    import torch
-    from torch.utils._pytree import tree_leaves
-
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    module.eval()
-
-    def call() -> list[np.ndarray]:
-        with torch.inference_mode():
-            out = module(*(torch.from_numpy(x) for x in inputs))
-            return [t.numpy() for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-
-    return call
-
-
 def run_model(name: str, depth: int, seconds: float, repeat: int) -> dict[str, Any]:
     import tensoropt
-    from tensoropt.bench import interleaved_calls, stats_ms
+    from tensoropt.bench import interleaved_calls, stats_ms, torch_side
     from tensoropt.frontends.torch import from_module
     from tensoropt.passes.derive.derive import Derive
 
@@ -75,7 +59,8 @@ def run_model(name: str, depth: int, seconds: float, repeat: int) -> dict[str, A
     b = derived_m.run(inputs)
     diff = max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(a[k]))), 1e-30)) for k in a)
     runs, failed = interleaved_calls({"direct": lambda: direct_m.run(inputs), "derived": lambda: derived_m.run(inputs),
-                                      "torch": _torch_side(module, example, [inputs[v.name] for v in graph.inputs])},
+                                      "torch": torch_side(module, [inputs[v.name] for v in graph.inputs],
+                                                         len(os.sched_getaffinity(0)))},
                                      warmup=3, repeat=repeat)
     if failed:
         raise RuntimeError(f"a side failed while timed: {failed}")

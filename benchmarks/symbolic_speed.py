@@ -4,9 +4,9 @@ or sequence, against the same model compiled with that dim fixed.
 Real exported models carry a symbolic batch or sequence; a compiler that only
 does well on static shapes is slow on them. For each model and each size,
 the symbolic build (compiled once, run at every size) and the static twin
-(compiled for that size) are timed interleaved, call by call, the same way
-(:func:`tensoropt.bench.time_calls`'s wall clock around each full call, NumPy
-in and out), and their outputs compared.
+(compiled for that size) are timed the same way, interleaved
+(:func:`tensoropt.bench.interleaved_calls`: wall clock around each full call,
+NumPy in and out, blocks of calls over rounds), and their outputs compared.
 
 Models:
 - ``small_cnn``: the demo's bundled ONNX model (``examples/small_cnn.onnx``,
@@ -154,24 +154,9 @@ def _torch_case(name: str) -> tuple[Any, Callable[[int], Any], Callable[[int], l
     return graph(16, True), (lambda n: graph(n, False)), (lambda n: [a.numpy() for a in args(n)])
 
 
-def _interleaved(a: Callable[[], Any], b: Callable[[], Any], repeat: int, warmup: int = 3
-                 ) -> tuple[list[float], list[float]]:
-    """Wall-clock seconds of ``repeat`` calls of each, alternating a, b, a, b..."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta, tb = [], []
-    for _ in range(repeat):
-        for fn, acc in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t0)
-    return ta, tb
-
-
 def run_model(name: str, repeat: int, log: Callable[[str], None]) -> dict[str, Any]:
     import tensoropt
-    from tensoropt.bench import max_rel_diff, stats_ms
+    from tensoropt.bench import interleaved_calls, max_rel_diff, stats_ms
 
     sym_model, twin, inputs = _torch_case(name) if name in ("gpt2", "bert") else _onnx_case(name)
     t0 = time.perf_counter()
@@ -190,8 +175,11 @@ def run_model(name: str, repeat: int, log: Callable[[str], None]) -> dict[str, A
         out_s, out_t = sym(*xs), static(*xs)
         out_s = list(out_s) if isinstance(out_s, tuple) else [out_s]
         out_t = list(out_t) if isinstance(out_t, tuple) else [out_t]
-        ts, tt = _interleaved(lambda: sym(*xs), lambda: static(*xs), repeat)
-        s, t = stats_ms(ts), stats_ms(tt)
+        runs, failed = interleaved_calls({"symbolic": lambda: sym(*xs), "static": lambda: static(*xs)},
+                                         warmup=3, repeat=repeat)
+        if failed:
+            raise RuntimeError(f"a side failed while timed: {failed}")
+        s, t = stats_ms(runs["symbolic"]), stats_ms(runs["static"])
         ratio = s["median_ms"] / t["median_ms"]
         row["sizes"].append({"size": n, "symbolic": s, "static": t, "ratio": ratio,
                              "max_rel_diff": max_rel_diff(out_t, out_s),
@@ -265,7 +253,7 @@ def main() -> None:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine_info(),
-                           "threads": THREADS, "timing": TIMING + "; symbolic and static calls interleaved",
+                           "threads": THREADS, "timing": TIMING,
                            "ratio": "symbolic median / static-twin median", "goal": GOAL, "models": []}
     for name in names:
         print(f"{name}:", file=sys.stderr, flush=True)

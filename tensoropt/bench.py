@@ -55,10 +55,14 @@ DEFAULT_PEERS = ("onnxruntime", "torch")
 #: a max relative difference above this is flagged as a disagreement.
 AGREE_TOL = 1e-3
 
+#: rounds of interleaved blocks, and the pause before each block (see interleaved_calls)
+ROUNDS = 5
+SETTLE_S = 0.05
+
 TIMING = ("wall clock (time.perf_counter) around each full call: NumPy arrays in, copied to the "
           "side's tensors, run, outputs back as NumPy arrays; same for every side; after warm-up calls, "
-          "sides interleaved in blocks of calls over 5 rounds (order rotating; a 50 ms pause and one "
-          "untimed call before each block)")
+          f"sides interleaved in blocks of calls over {ROUNDS} rounds (order rotating; a "
+          f"{SETTLE_S * 1e3:.0f} ms pause and one untimed call before each block)")
 
 Log = Callable[[str], None]
 
@@ -338,12 +342,12 @@ def _ort_side(subject: Subject, inputs: Sequence[np.ndarray], threads: int) -> C
     return lambda: [np.asarray(o) for o in sess.run(None, feeds)]
 
 
-def _torch_side(subject: Subject, inputs: Sequence[np.ndarray], threads: int) -> Callable[[], list[np.ndarray]]:
+def torch_side(module: Any, inputs: Sequence[np.ndarray], threads: int) -> Callable[[], list[np.ndarray]]:
+    """PyTorch eager on ``inputs``, NumPy in and out like every other side (eval mode, inference mode)."""
     import torch
     from torch.utils._pytree import tree_leaves
 
     torch.set_num_threads(threads)
-    module = subject.torch_module
     if isinstance(module, torch.nn.Module) and not type(module).__name__.endswith("GraphModule"):
         module.eval()
 
@@ -409,11 +413,6 @@ def time_calls(fn: Callable[[], list[np.ndarray]], warmup: int, repeat: int, max
         fn()
         runs.append(time.perf_counter() - t0)
     return outs, runs
-
-
-#: rounds of interleaved blocks, and the pause before each block (see interleaved_calls)
-ROUNDS = 5
-SETTLE_S = 0.05
 
 
 def interleaved_calls(sides: Mapping[str, Callable[[], Any]], warmup: int, repeat: int,
@@ -633,7 +632,7 @@ def bench(model: Any, example_inputs: Sequence[Any] | None = None, *,
             if peer == "onnxruntime":
                 fn, notes[peer], thread_info[peer] = _ort_side(subject, arrays, threads), f"{threads} threads", threads
             elif peer == "torch":
-                fn, notes[peer], thread_info[peer] = (_torch_side(subject, arrays, threads),
+                fn, notes[peer], thread_info[peer] = (torch_side(subject.torch_module, arrays, threads),
                                                       f"eager, {threads} threads", threads)
             else:
                 fn, notes[peer], thread_info[peer] = (_relax_side(subject, arrays, target),
@@ -652,9 +651,9 @@ def bench(model: Any, example_inputs: Sequence[Any] | None = None, *,
     failed.update(failed_timing)
     if "tensoropt" in failed:
         raise BenchError(f"the compiled model failed while being timed: {failed['tensoropt']}")
-    base = statistics.median(runs["tensoropt"]) * 1e3
     results = [_row("tensoropt", "ok", **stats_ms(runs["tensoropt"]), ratio=1.0, max_rel_diff=0.0, agree=True,
                     compile_s=round(compile_s, 3), note=notes["tensoropt"], fallbacks=len(fallbacks))]
+    base = results[0]["median_ms"]
     for peer in peers:
         if peer == "torch" and subject.torch_module is None:
             results.append(_row(peer, "not applicable", note=subject.torch_na))

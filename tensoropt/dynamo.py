@@ -125,12 +125,11 @@ def _version(t: torch.Tensor) -> int:
         return -1
 
 
-def _is_weight(gm: fx.GraphModule, k: int, x: Any) -> bool:
-    """Whether example input ``k`` is a parameter or buffer dynamo lifted to an input."""
+def _is_weight(placeholder: fx.Node | None, x: Any) -> bool:
+    """Whether an example input (with its graph placeholder) is a parameter or buffer dynamo lifted to an input."""
     if isinstance(x, torch.nn.Parameter):
         return True
-    phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    arg = phs[k].meta.get("grapharg") if k < len(phs) else None
+    arg = placeholder.meta.get("grapharg") if placeholder is not None else None
     source = getattr(arg, "source", None)
     if source is None:
         return False
@@ -248,7 +247,9 @@ def backend(gm: fx.GraphModule, example_inputs: list[torch.Tensor]) -> Callable[
         from .compiler import compile as compile_graph
         from .frontends.torch import from_module
 
-        weight = [_is_weight(gm, k, x) for k, x in enumerate(example_inputs)]
+        phs: list[fx.Node | None] = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        phs += [None] * (len(example_inputs) - len(phs))
+        weight = [_is_weight(ph, x) for ph, x in zip(phs, example_inputs)]
         user = [x for x, w in zip(example_inputs, weight) if not w]
         with torch.no_grad():
             graph = from_module(_Baked(gm, example_inputs, weight), tuple(user), name="dynamo_graph")

@@ -36,7 +36,7 @@ from typing import Any, Final, Mapping, TypeGuard
 
 from tensoropt.errors import TensoroptError
 from tensoropt.ir.graph import Graph
-from tensoropt.runtime.measure import compile_graph, cpu_model, device_model, random_values, threads, time_calls
+from tensoropt.runtime.measure import compile_graph, cpu_model, device_model, random_values, threads, time_model
 
 __all__ = [
     "CostCache",
@@ -376,7 +376,7 @@ def measure_graph(graph: Graph, target: str = "llvm", *, repeat: int = 15, min_s
     t0 = time.perf_counter()
     model = compile_graph(prepared, target)
     compile_s = time.perf_counter() - t0
-    runs = time_calls(model, random_values(prepared.inputs, seed=0), repeat, min_seconds)
+    runs = time_model(model, random_values(prepared.inputs, seed=0), repeat, min_seconds)
     m = Measurement(float(statistics.median(runs)), tuple(runs), compile_s, cached=False)
     if store is not None:
         store.put(key, m, meta={"graph": graph.name, "nodes": len(prepared.nodes), "target": target,

@@ -10,7 +10,7 @@ bench module above it:
   fallbacks are recorded in the manifest and warned about the same way);
 - :func:`random_values`: seeded inputs for a graph's (or a compiled model's)
   input Values, refused up front when one is over the evaluation budget;
-- :func:`time_calls`: seconds per call of a compiled model, measured with
+- :func:`time_model`: seconds per call of a compiled model, measured with
   TVM's timer on resident inputs after a calibrating warm-up;
 - :func:`cpu_model`, :func:`threads` and :func:`device_model`: what ran the
   code, for cache keys and results files.
@@ -165,7 +165,7 @@ def _random_array(t: TensorType, binds: Mapping[str, int], rng: np.random.Genera
 MAX_NUMBER = 1_000_000
 
 
-def time_calls(model: CompiledModel, inputs: Mapping[str, np.ndarray], repeat: int, min_seconds: float) -> list[float]:
+def time_model(model: CompiledModel, inputs: Mapping[str, np.ndarray], repeat: int, min_seconds: float) -> list[float]:
     """Per-call seconds of ``model``'s main, ``repeat`` values, with TVM's timer on resident inputs.
 
     ``number`` calls per repeat are calibrated from a warm-up, so that the

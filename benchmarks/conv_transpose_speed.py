@@ -421,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     tvm_threads(args.threads)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     report: dict[str, Any] = {
-        "machine": machine_info(), "threads": args.threads, "rounds": args.rounds,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine_info(), "threads": args.threads,
+        "rounds": args.rounds,
+        "cache": "none: every layer and model compiled in this run",
         "timing": TIMING + "; sides interleaved round by round (a pause of SETTLE_S before each), PyTorch in "
                   "a process of its own; stats over all runs of a side",
         "tolerance": TOLERANCE, "layers": [], "models": [],

@@ -172,6 +172,7 @@ def run_one(name: str, op: str, shapes: list[tuple[int, ...]], weights: tuple[in
         # what the search measured to rank candidates (TVM's timer, this run's private cost cache)
         "search_direct_ms": d.start_s * 1e3 if d.start_s else None,
         "search_derived_ms": d.chosen_s * 1e3 if d.chosen_s else None,
+        "search_cached_timings": d.cached,  # 0 with the private cache: every ranking timing measured in this run
         "program": d.chosen.program if not kept else "(original kept)",
         "depth": d.chosen.depth, "steps": len(d.chosen.path),
         "states": d.search.states, "search_s": round(d.search.seconds, 2), "stopped": d.search.stopped,

@@ -1,11 +1,17 @@
-"""GEMM / conv speed of tensoropt's default CPU schedules against NumPy, same process.
+"""GEMM / conv speed of tensoropt's default CPU schedules against NumPy and PyTorch, same process.
 
 Builds each kernel as a Relax module (BlockBuilder.emit_te -> FuseOps/FuseTIR ->
-schedule_module -> tvm.compile), times it with the VM's time_evaluator (median
-of >= 10 repeats after warm-up) and times NumPy's `a @ b` (OpenBLAS) the same
-way. Writes benchmarks/results/gemm_speed.json and gemm_speed.png.
+schedule_module -> tvm.compile). Every side is timed the same way
+(:data:`TIMING`): wall clock around one full call on inputs already in the
+side's own tensors, each call allocating its output (tensoropt: the Relax
+VM's ``main`` on TVM tensors; NumPy: ``a @ b``; PyTorch: ``torch.matmul`` /
+``F.conv2d``), sides interleaved in blocks over rounds with
+:func:`tensoropt.bench.interleaved_calls`; GFLOP/s from each side's median,
+quartiles kept. Every side checks its answer against NumPy's float64 result
+first. No cost cache is involved: every kernel is built and timed in the run.
+Writes benchmarks/results/gemm_speed.json and gemm_speed.png.
 
-    python benchmarks/gemm_speed.py            # full run (~2-3 min on 2 cores)
+    python benchmarks/gemm_speed.py            # full run (~5 min on 2 cores)
     python benchmarks/gemm_speed.py --quick    # 1024^3 + two small shapes + two ragged ones
     python benchmarks/gemm_speed.py --only 'N=|@111' --no-save   # rows whose name matches a regex
 
@@ -20,7 +26,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,7 +36,8 @@ from tvm import relax, te
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tensoropt.codegen.schedule import host_target, last_fallbacks, last_report, schedule_module  # noqa: E402
-from tensoropt.codegen.schedule_conv import conv2d_te  # noqa: E402
+from tensoropt.bench import ROUNDS, SETTLE_S, interleaved_calls, machine_info, stats_ms, tvm_threads  # noqa: E402
+from tensoropt.codegen.schedule_conv import choose_conv_form, conv2d_te  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,37 +66,55 @@ def _relax_module(fn, shapes: list[tuple[int, ...]]) -> tvm.IRModule:
     return mod
 
 
-def _time_vm(mod: tvm.IRModule, target, args: list[np.ndarray], repeat: int) -> float:
+#: how every side is timed (written at the top of the results JSON)
+TIMING = ("wall clock (time.perf_counter) around each full call on inputs already in the side's own tensors "
+          "(tensoropt: the Relax VM's main on TVM tensors; NumPy: a @ b; PyTorch: torch.matmul / F.conv2d under "
+          "inference_mode), each call allocating its output; after warm-up, sides interleaved in blocks of calls "
+          f"over {ROUNDS} rounds (order rotating, a {SETTLE_S:g} s pause and one untimed call before each block) "
+          "by tensoropt.bench.interleaved_calls; GFLOP/s from each side's median")
+#: relative error (max |x - ref| / max |ref|, float32 against float64) above which a side is wrong
+TOL = 1e-4
+
+
+def _vm_side(mod: tvm.IRModule, target, args: list[np.ndarray]):
+    """tensoropt's built kernel as a zero-argument call on resident TVM tensors (returns NumPy for checking)."""
     ex = tvm.compile(mod, target=target)
     vm = relax.VirtualMachine(ex, tvm.cpu())
     targs = [tvm.runtime.tensor(a) for a in args]
-    vm["main"](*targs)
-    ev = vm.time_evaluator("main", tvm.cpu(), number=3, repeat=repeat, min_repeat_ms=50)
-    return float(ev(*targs).median)
+    fn = vm["main"]
+    return (lambda: fn(*targs)), (lambda: fn(*targs).numpy())
 
 
-def _time_numpy(fn, repeat: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeat):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            if time.perf_counter() - t0 > 0.05:
-                break
-        times.append((time.perf_counter() - t0) / n)
-    return statistics.median(times)
+def _torch_tensors(args: list[np.ndarray]):
+    import torch
+
+    return [torch.from_numpy(a.copy()) for a in args]
 
 
-def _cpu_model() -> str:
-    from tensoropt.bench import cpu_model
+def _check(name: str, side: str, got: np.ndarray, ref: np.ndarray) -> float:
+    err = float(np.max(np.abs(got.astype(np.float64) - ref)) / max(float(np.max(np.abs(ref))), 1e-30))
+    if not err <= TOL:
+        raise SystemExit(f"gemm_speed: {name}: {side} is wrong (relative error {err:.2e} > {TOL:g})")
+    return err
 
-    return cpu_model()
+
+def _time_sides(sides: dict, repeat: int, flops: float) -> dict[str, dict]:
+    """Interleaved wall-clock timing of every side; GFLOP/s at the median, and the per-side stats."""
+    runs, failed = interleaved_calls(sides, warmup=3, repeat=repeat, max_seconds=3.0, min_repeat=10)
+    if failed:
+        raise SystemExit(f"gemm_speed: a side failed: {failed}")
+    out = {}
+    for name, r in runs.items():
+        st = stats_ms(r)
+        st.pop("runs_ms")
+        out[name] = {"gflops": flops / (st["median_ms"] * 1e-3) / 1e9, **{k: round(v, 5) for k, v in st.items()},
+                     "calls": len(r)}
+    return out
 
 
 def _gemm_case(name, m, n, k, batch, target, repeat):
+    import torch
+
     rng = np.random.default_rng(0)
     if batch:
         shapes = [(batch, m, k), (batch, k, n)]
@@ -100,32 +124,75 @@ def _gemm_case(name, m, n, k, batch, target, repeat):
     mod = schedule_module(_relax_module(_matmul_te, shapes), target)
     rule = ",".join(last_report.values())
     fallbacks = [fb.to_json() for fb in last_fallbacks]  # a slow row with fallbacks did not get its rule
-    t = _time_vm(mod, target, args, repeat)
     a, b = args
-    t_np = _time_numpy(lambda: a @ b, repeat)
+    ta, tb = _torch_tensors(args)
+    ours, ours_np = _vm_side(mod, target, args)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    errs = {"tensoropt": _check(name, "tensoropt", ours_np(), ref), "numpy": _check(name, "numpy", a @ b, ref)}
+    with torch.inference_mode():
+        errs["torch"] = _check(name, "torch", torch.matmul(ta, tb).numpy(), ref)
+
+    def torch_call():
+        with torch.inference_mode():
+            return torch.matmul(ta, tb)
+
     flops = 2.0 * m * n * k * (batch or 1)
-    return {"name": name, "kind": "gemm", "flops": flops, "ours_gflops": flops / t / 1e9,
-            "numpy_gflops": flops / t_np / 1e9, "rule": rule, "fallbacks": fallbacks}
+    sides = _time_sides({"tensoropt": ours, "numpy": lambda: a @ b, "torch": torch_call}, repeat, flops)
+    return {"name": name, "kind": "gemm", "flops": flops, "sides": sides, "max_rel_err": errs,
+            "ours_gflops": sides["tensoropt"]["gflops"], "numpy_gflops": sides["numpy"]["gflops"],
+            "torch_gflops": sides["torch"]["gflops"], "rule": rule, "fallbacks": fallbacks}
+
+
+def _conv_ref(x: np.ndarray, wt: np.ndarray, stride: int, pad: int, groups: int):
+    """PyTorch's float64 convolution, the reference every side is checked against."""
+    import torch
+    import torch.nn.functional as F
+
+    return F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(wt).double(), stride=stride, padding=pad,
+                    groups=groups).numpy()
 
 
 def _conv_case(name, n, c, h, w, f, kh, stride, pad, groups, target, repeat, forms):
+    import torch
+    import torch.nn.functional as F
+
     rng = np.random.default_rng(0)
     shapes = [(n, c, h, w), (f, c // groups, kh, kh)]
     args = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
     oh = (h + 2 * pad - kh) // stride + 1
     flops = 2.0 * n * f * oh * oh * (c // groups) * kh * kh
     row = {"name": name, "kind": "conv2d", "flops": flops}
+    ref = _conv_ref(*args, stride, pad, groups)
+    tx, tw = _torch_tensors(args)
+    sides, errs = {}, {}
     for form in forms:
         def fn(x, wt, form=form):
             return conv2d_te(x, wt, (stride, stride), (pad, pad, pad, pad), (1, 1), groups, form=form)
         mod = schedule_module(_relax_module(fn, shapes), target)
         row[f"rule_{form}"] = ",".join(last_report.values())
         row[f"fallbacks_{form}"] = [fb.to_json() for fb in last_fallbacks]
-        row[f"{form}_gflops"] = flops / _time_vm(mod, target, args, repeat) / 1e9
-    forms_done = [fm for fm in forms if f"{fm}_gflops" in row]
-    best = max(forms_done, key=lambda fm: row[f"{fm}_gflops"])
-    row["best_form"] = best
-    row["ours_gflops"] = row[f"{best}_gflops"]
+        call, call_np = _vm_side(mod, target, args)
+        errs[form] = _check(name, form, call_np(), ref)
+        sides[form] = call
+
+    def torch_call():
+        with torch.inference_mode():
+            return F.conv2d(tx, tw, stride=stride, padding=pad, groups=groups)
+
+    errs["torch"] = _check(name, "torch", torch_call().numpy(), ref)
+    sides["torch"] = torch_call
+    timed = _time_sides(sides, repeat, flops)
+    for form in forms:
+        row[f"{form}_gflops"] = timed[form]["gflops"]
+    row["torch_gflops"] = timed["torch"]["gflops"]
+    row["sides"] = timed
+    row["max_rel_err"] = errs
+    row["best_form"] = max(forms, key=lambda fm: row[f"{fm}_gflops"])
+    # what a user gets: the form conv2d_te(form="auto") picks for this shape
+    auto = choose_conv_form(c, oh, oh, kh, kh, (stride, stride), groups)
+    row["auto_form"] = auto
+    row["ours_gflops"] = row[f"{auto}_gflops"]
+    row["ratio"] = row["ours_gflops"] / row["torch_gflops"]
     return row
 
 
@@ -139,8 +206,12 @@ def main() -> None:
     args = ap.parse_args()
     keep = (lambda name: re.search(args.only, name) is not None) if args.only else (lambda name: True)
     save = not (args.no_save or args.only)
-    repeat = args.repeat or (10 if args.quick else 15)
+    repeat = args.repeat or (30 if args.quick else 60)
     target = host_target()
+    threads = tvm_threads(len(os.sched_getaffinity(0)))
+    import torch
+
+    torch.set_num_threads(threads)
     rows = []
 
     gemms = [("1024x1024x1024", 1024, 1024, 1024, 0)]
@@ -156,8 +227,8 @@ def main() -> None:
             continue
         row = _gemm_case(name, m, n, k, b, target, repeat)
         rows.append(row)
-        print(f"{name:>22}  ours {row['ours_gflops']:7.1f}  numpy {row['numpy_gflops']:7.1f}  "
-              f"ratio {row['ours_gflops'] / row['numpy_gflops']:.2f}  [{row['rule']}]", flush=True)
+        print(f"{name:>26}  tensoropt {row['ours_gflops']:6.1f}  numpy {row['numpy_gflops']:6.1f}  "
+              f"torch {row['torch_gflops']:6.1f} GFLOP/s  [{row['rule']}]", flush=True)
 
     # Unscheduled baseline, once (it is slow: ~2 s per call).
     unsched = None
@@ -178,25 +249,35 @@ def main() -> None:
     for name, n, c, h, w, f, kh, s, p, g in convs:
         if not keep(name):
             continue
-        forms = ("direct",) if g > 1 else ("direct", "im2col")
+        forms = (choose_conv_form(c, 1, 1, kh, kh, (s, s), g),) if g > 1 else ("direct", "im2col")
         row = _conv_case(name, n, c, h, w, f, kh, s, p, g, target, repeat, forms)
         rows.append(row)
-        detail = "  ".join(f"{fm} {row[f'{fm}_gflops']:7.1f}" for fm in forms)
-        print(f"{name:>22}  {detail}  best {row['best_form']}  [{row['rule_' + row['best_form']]}]", flush=True)
+        detail = "  ".join(f"{fm} {row[f'{fm}_gflops']:6.1f}" for fm in forms)
+        print(f"{name:>26}  {detail}  torch {row['torch_gflops']:6.1f} GFLOP/s  auto {row['auto_form']}  "
+              f"[{row['rule_' + row['auto_form']]}]", flush=True)
 
     for row in rows:
-        if "numpy_gflops" in row:
-            row["ratio"] = row["ours_gflops"] / row["numpy_gflops"]
+        if row["kind"] == "gemm":
+            row["ratio"] = row["ours_gflops"] / max(row["numpy_gflops"], row["torch_gflops"])
     if not save:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {
-        "machine": {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)), "target": str(target),
-                    "numpy": np.__version__, "tvm": tvm.__version__},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": {**machine_info(), "target": str(target)},
+        "timing": TIMING + f"; {repeat} timed calls per side (fewer, at least 5, when a side is slow)",
+        "threads": {"tensoropt": f"TVM_NUM_THREADS={threads}", "torch": f"torch.set_num_threads({threads})",
+                    "numpy": "OpenBLAS's default (one thread per core)"},
+        "ratio": "tensoropt GFLOP/s / the best peer's (GEMM: NumPy or PyTorch; conv: PyTorch); above 1: "
+                 "tensoropt is faster",
+        "cache": "none: every kernel built and timed in this run",
+        "tolerance": TOL,
         "unscheduled_1024_gflops": unsched,
         "rows": rows,
     }
-    (RESULTS / "gemm_speed.json").write_text(json.dumps(report, indent=2))
+    tmp = RESULTS / "gemm_speed.json.tmp"  # never a half-written results file
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(RESULTS / "gemm_speed.json")
     if not args.no_plot:
         _plot(rows, report["machine"])
     print(f"wrote {RESULTS / 'gemm_speed.json'}")
@@ -221,21 +302,23 @@ def _plot(rows: list[dict], machine: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(rows)), 4.5))
     xs = np.arange(len(rows))
-    ours = [r["ours_gflops"] for r in rows]
-    ax.bar(xs - 0.2, ours, 0.4, label="tensoropt")
-    def other(r: dict) -> float:
-        if "numpy_gflops" in r:
-            return r["numpy_gflops"]
-        forms = [k for k in ("direct_gflops", "im2col_gflops") if k in r and k != f"{r['best_form']}_gflops"]
-        return r[forms[0]] if forms else 0.0
-
-    ax.bar(xs + 0.2, [other(r) for r in rows], 0.4, label="NumPy (GEMM) / the other conv form")
+    series = [("tensoropt (conv: the form it picks)", lambda r: r["ours_gflops"]),
+              ("NumPy (GEMM) / the other conv form", lambda r: r.get("numpy_gflops") or _other_form(r)),
+              ("PyTorch", lambda r: r["torch_gflops"])]
+    for i, (label, get) in enumerate(series):
+        ax.bar(xs + (i - 1) * 0.27, [get(r) or 0.0 for r in rows], 0.27, label=label)
     ax.set_xticks(xs, [r["name"] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("GFLOP/s")
-    ax.set_title(f"float32, {machine['cores']} cores, {machine['cpu']}")
-    ax.legend()
+    ax.set_ylabel("GFLOP/s (median of interleaved wall-clock calls)")
+    ax.set_title(f"float32, {machine['cores']} cores, {machine['cpu_id']} ({machine['isa']['llvm_cpu']})", fontsize=9)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS / "gemm_speed.png", dpi=120)
+
+
+def _other_form(r: dict) -> float | None:
+    """The conv form tensoropt did not pick (None for single-form rows)."""
+    other = {"direct": "im2col", "im2col": "direct"}.get(r.get("auto_form", ""))
+    return r.get(f"{other}_gflops") if other else None
 
 
 if __name__ == "__main__":

@@ -97,10 +97,19 @@ def main() -> None:
                          lambda: torch_forward(g, img), max(2, args.repeat // 2)))
 
     OUT.mkdir(parents=True, exist_ok=True)
+    from tensoropt.bench import machine_info
+
     meta = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "date": time.strftime("%Y-%m-%d")}
-    (OUT / "interp_speed.json").write_text(json.dumps({"meta": meta, "cases": rows}, indent=2))
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    doc = {"meta": meta, "date": meta["date"], "machine": machine_info(),
+           "timing": f"wall clock (time.perf_counter) around each full call, NumPy arrays in and out on both sides; "
+                     f"one warm-up call per side, then --repeat ({args.repeat}) calls, the two sides alternating "
+                     "call by call; medians",
+           "cache": "none", "cases": rows}
+    tmp = OUT / "interp_speed.json.tmp"  # never a half-written results file
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(OUT / "interp_speed.json")
     plot(rows, OUT / "interp_speed.png")
     print(f"wrote {OUT / 'interp_speed.json'} and {OUT / 'interp_speed.png'}")
 

@@ -267,6 +267,7 @@ def main() -> None:
         "threads": {"onnxruntime": f"intra_op_num_threads={THREADS}, inter_op 1",
                     "torch": f"torch.set_num_threads({THREADS})",
                     "tensoropt / tvm-relax": f"TVM_NUM_THREADS={os.environ['TVM_NUM_THREADS']}"},
+        "cache": "none: every model compiled in this run (tensoropt, onnxruntime sessions, TVM Relax)",
         "timing": TIMING + "; medians of --repeat runs (fewer, at least 5, when a side is slow)",
         "ratio": "tensoropt median / peer median (below 1: tensoropt is faster)",
         "weights": "light models: seeded He-scaled random weights, final Softmax cut (tensoropt.bench."

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
 import re
 import sys
 import time
@@ -324,6 +323,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _machine() -> dict[str, Any]:
+    from tensoropt.bench import machine_info
+
+    return machine_info()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {', '.join(PEERS)}")
@@ -344,8 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     indices = [k for k, c in enumerate(cases) if re.search(args.filter, c.name)]
     op_of = {cases[k].name: namer(cases[k]) for k in indices}
     report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {mp.cpu_count()} cores, {platform.processor() or platform.platform()}",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": _machine(),
+        "timing": "seconds: wall clock (time.monotonic) of each backend's whole run over the cases "
+                  f"({args.jobs} worker processes)",
+        "cache": "none",
         "onnx": onnx.__version__, "cases": len(indices), "limit_s": args.limit, "backends": {},
     }
     for peer in peers:

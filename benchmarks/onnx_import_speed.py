@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -58,7 +56,12 @@ def main() -> None:
               f"{row['onnxruntime_median_s'] * 1e3:8.1f} ms   ratio {row['ratio']:.2f}   "
               f"{row['nodes_onnx']} ONNX nodes -> {row['nodes_ir']} IR nodes")
     OUT.mkdir(exist_ok=True)
-    report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    from tensoropt.bench import machine_info
+
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine_info(),
+              "timing": "wall clock (time.perf_counter) of each import (tensoropt's load_onnx) and each "
+                        f"onnxruntime.InferenceSession, alternating, {args.repeat} samples each; medians",
+              "cache": "none (each import parses the file afresh; the OS file cache is warm after the first)",
               "onnx": onnx.__version__, "onnxruntime": ort.__version__, "repeat": args.repeat, "rows": rows}
     tmp = OUT / "onnx_import_speed.json.tmp"
     tmp.write_text(json.dumps(report, indent=1) + "\n")
@@ -77,7 +80,7 @@ def main() -> None:
     ax.bar([x + 0.2 for x in xs], [r["onnxruntime_median_s"] * 1e3 for r in rows], 0.4, label="onnxruntime session")
     ax.set_xticks(list(xs), [r["model"] for r in rows], rotation=30, ha="right")
     ax.set_ylabel("median ms")
-    ax.set_title(f"ONNX import time, light models ({report['machine']})")
+    ax.set_title(f"ONNX import time, light models ({report['machine']['cpu_id']}, {report['machine']['cores']} cores)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(OUT / "onnx_import_speed.png", dpi=120)

@@ -16,7 +16,7 @@ and this script rewrites what is between them from ``benchmarks/results/``:
 - ``interp_speed`` (the reference interpreter against PyTorch eager),
 - ``onnx_conformance`` (ONNX's node cases through each backend) and
   ``onnx_import_speed`` (import time against an onnxruntime session),
-- ``gemm_speed`` (scheduled GEMMs and conv forms against NumPy),
+- ``gemm_speed`` (scheduled GEMMs and conv forms against NumPy and PyTorch),
 - ``derive_references`` (OLLIE's four derivations found by search),
   ``derive_ops`` (operators, direct against derived) and ``derive_e2e``
   (whole models with and without the ``derive`` pass),
@@ -54,8 +54,14 @@ def _load(name: str) -> dict[str, Any]:
 
 
 def _machine(doc: dict[str, Any]) -> str:
+    """CPU (with family/model numbers and LLVM's name for it when recorded) and core count."""
     m = doc.get("machine", {})
-    return f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
+    if not isinstance(m, dict):  # older files: one free-text line
+        return str(m)
+    isa = m.get("isa") or {}
+    widest = next((f for f in ("avx512f", "avx2", "sve", "asimd") if f in isa.get("vector_flags", ())), None)
+    llvm = ", ".join(x for x in (isa.get("llvm_cpu"), widest and widest.upper().replace("F", "")) if x)
+    return f"{m.get('cpu_id') or m.get('cpu', '?')}{f' [{llvm}]' if llvm else ''}, {m.get('cores', '?')} cores"
 
 
 def model_speed() -> str:
@@ -160,8 +166,9 @@ def interp_speed() -> str:
         lines.append(f"| {INTERP_CASES.get(r['case'], r['case'])} | {r['tensoropt_median_s'] * 1e3:.3g} | "
                      f"{r['torch_median_s'] * 1e3:.3g} | {r['ratio']:.2f} | {len(r['tensoropt_s'])} | "
                      f"{_diff(r['max_rel_diff'])} |")
-    cpu = " ".join(x for x in (meta.get("machine", "?"), meta.get("processor")) if x)
-    return "\n".join(lines) + (f"\n\n{cpu}, {meta.get('cpus', '?')} cores; {_date(doc)}; torch "
+    cpu = (_machine(doc) if "machine" in doc
+           else " ".join(x for x in (meta.get("machine", "?"), meta.get("processor")) if x) + f", {meta.get('cpus', '?')} cores")
+    return "\n".join(lines) + (f"\n\n{cpu}; {_date(doc)}; torch "
                                f"{meta.get('torch', '?')} with {meta.get('torch_threads', '?')} threads; medians, ms")
 
 
@@ -209,35 +216,50 @@ def onnx_import_speed() -> str:
 
 
 def gemm_speed() -> str:
-    """tensoropt's scheduled GEMMs against NumPy (OpenBLAS), GFLOP/s, and the conv forms."""
+    """tensoropt's scheduled GEMMs against NumPy (OpenBLAS) and PyTorch, and convolutions against PyTorch (GFLOP/s)."""
     doc = _load("gemm_speed")
-    lines = ["| shape (M x N x K) | tensoropt GFLOP/s | NumPy GFLOP/s | ratio | schedule |",
-             "|---|---:|---:|---:|---|"]
+    lines = ["| shape (M x N x K) | tensoropt | NumPy | PyTorch | ratio | schedule |",
+             "|---|---:|---:|---:|---:|---|"]
     for r in doc["rows"]:
         if r["kind"] == "gemm":
             lines.append(f"| {r['name']} | {r['ours_gflops']:.0f} | {r['numpy_gflops']:.0f} | "
-                         f"{r['ratio']:.2f} | `{r['rule']}` |")
-    lines += ["", "| convolution | direct GFLOP/s | im2col + GEMM GFLOP/s | chosen form |", "|---|---:|---:|---|"]
+                         f"{r['torch_gflops']:.0f} | {r['ratio']:.2f} | `{r['rule']}` |")
+    lines += ["", "| convolution | direct | im2col + GEMM | tensoropt picks | PyTorch | ratio |",
+              "|---|---:|---:|---|---:|---:|"]
     for r in doc["rows"]:
         if r["kind"] == "conv2d":
-            im2col = f"{r['im2col_gflops']:.0f}" if "im2col_gflops" in r else "-"
-            lines.append(f"| {r['name']} | {r['direct_gflops']:.0f} | {im2col} | {r['best_form']} |")
-    m = doc["machine"]
-    mcpu = re.search(r'"mcpu":"([^"]+)"', m.get("target", ""))
-    return "\n".join(lines) + (f"\n\n{_machine(doc)}{f' ({mcpu[1]})' if mcpu else ''}; {_date(doc)}; "
-                               f"unscheduled TVM matmul 1024^3: {doc['unscheduled_1024_gflops']:.1f} GFLOP/s")
+            cells = [f"{r[f'{fm}_gflops']:.0f}" if f"{fm}_gflops" in r else "-" for fm in ("direct", "im2col")]
+            lines.append(f"| {r['name']} | {cells[0]} | {cells[1]} | {r['auto_form']} | {r['torch_gflops']:.0f} | "
+                         f"{r['ratio']:.2f} |")
+    return "\n".join(lines) + (f"\n\nGFLOP/s at each side's median; ratio: tensoropt / the best peer (above 1: "
+                               f"tensoropt is faster). {_machine(doc)}; {_date(doc)}; unscheduled TVM matmul "
+                               f"1024^3: {doc['unscheduled_1024_gflops']:.1f} GFLOP/s")
 
 
 def derive_references() -> str:
-    """OLLIE's four reference derivations found by search, against OLLIE's own figures."""
+    """OLLIE's four reference derivations: tensoropt's first hit and full search beside OLLIE's figures."""
     doc = _load("derive_references")
-    lines = ["| derivation | depth (steps) | states | search | OLLIE depth | OLLIE states | OLLIE search |",
-             "|---|---|---:|---:|---|---:|---:|"]
+    lines = ["| derivation | first hit: depth (steps) | states | time | full search: depth reached | states | "
+             "time | goal on the way | OLLIE: hit depth | states | time |",
+             "|---|---|---:|---:|---|---:|---:|---|---|---:|---:|"]
     for r in doc["rows"]:
+        f = r.get("full")
+        if f:
+            reach = f"{f['depth_completed']} of {f['depth_target']}" + (
+                f" ({_secs(f['time_limit_s'])} limit)" if f["depth_completed"] < f["depth_target"] else "")
+            goal = f"depth {f['goal_depth']}, after {f['goal_states']:,} states" if f["goal_found"] else "not found"
+            full = f"{reach} | {f['states']:,} | {_secs(f['search_s'])} | {goal}"
+        else:
+            full = "not run | - | - | -"
         lines.append(f"| {r['derivation']} | {r['depth']} ({r['steps']}) | {r['states']:,} | {_secs(r['search_s'])} | "
-                     f"{r['ollie_depth']} | {_count(r['ollie_states'])} | {_secs(r['ollie_search_s'])} |")
+                     f"{full} | {r['ollie_depth']} | {_count(r['ollie_states'])} | {_secs(r['ollie_search_s'])} |")
+    rates = [f["states"] / f["search_s"] for r in doc["rows"] if (f := r.get("full")) and f["search_s"] > 0]
+    ollie = [r["ollie_states"] / r["ollie_search_s"] for r in doc["rows"]]
+    speed = (f"; states per second in the full search: tensoropt {min(rates):,.0f}-{max(rates):,.0f}, OLLIE "
+             f"{min(ollie):,.0f}-{max(ollie):,.0f}") if rates else ""
     return "\n".join(lines) + (f"\n\n{_machine(doc) if 'machine' in doc else 'machine not recorded'}; "
-                               f"{_date(doc)}")
+                               f"{_date(doc)}; OLLIE's figures are its search to depth 7 (its artifact logs, "
+                               f"its own machine){speed}")
 
 
 def _kept(program: str) -> bool:
@@ -293,14 +315,16 @@ def derive_e2e() -> str:
              "|---|---:|---:|---:|---:|---|---:|"]
     speedups = []
     for r in doc["rows"]:
-        done = [n for n in r["nodes"] if not _kept(n["derived"])]
+        won = [n for n in r["nodes"] if not _kept(n["derived"])]  # faster alone
+        done = [n for n in won if n.get("in_model") != "reverted"]  # and kept by the whole-model check
         # with nothing rewritten both sides ran the same program: the speedup
         # is 1, and their measured ratio is the noise floor of the timing
         speedups.append(r["speedup"] if done else 1.0)
         cell = _speedup(r["speedup"]) if done else f"1.00 (none rewritten; the same program timed twice: " \
                                                    f"{_speedup(r.get('timed_ratio', r['speedup']))})"
         lines.append(f"| {r['model']} | {_ms(r['direct_ms'])} | {_ms(r['derived_ms'])} | "
-                     f"{cell} | {_ms(r['torch_ms'])} | {len(done)} of {len(r['nodes'])} | "
+                     f"{cell} | {_ms(r['torch_ms'])} | {len(done)} of {len(r['nodes'])}"
+                     f"{f' ({len(won) - len(done)} faster alone, reverted: model slower)' if len(won) > len(done) else ''} | "
                      f"{_diff(r['max_rel_diff'])} |")
     # rows of an older, merged file carry their own times; a whole run has one date
     stamps = [] if "date" in doc else [f"{r['model']} measured {r['measured_at']}"

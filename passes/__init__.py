@@ -14,7 +14,7 @@ from .pipeline import (
     run_pipeline,
     verify_enabled,
 )
-from . import dce, fold_constants, cse, fuse  # noqa: F401  (registers the passes)
+from . import bind_dims, dce, fold_batchnorm, fold_constants, cse, fuse  # noqa: F401  (registers the passes)
 from .derive import derive  # noqa: F401,E402  (registers the derive pass)
 
 __all__ = [

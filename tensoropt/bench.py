@@ -34,9 +34,7 @@ with fallbacks is a fallback, not the schedules' best.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import InputFileError, TensoroptError
-from .runtime.measure import cpu_model  # noqa: F401 - also this module's API
+from .runtime.measure import cpu_model, machine_record  # noqa: F401 - cpu_model is also this module's API
 
 #: peers a benchmark can be run against, in table order.
 PEERS = ("onnxruntime", "torch", "tvm-relax")
@@ -55,9 +53,13 @@ DEFAULT_PEERS = ("onnxruntime", "torch")
 #: a max relative difference above this is flagged as a disagreement.
 AGREE_TOL = 1e-3
 
-#: rounds of interleaved blocks, and the pause before each block (see interleaved_calls)
+#: rounds of interleaved blocks, and the pause before each block (see interleaved_calls).
+#: The pause outlasts the other sides' spinning worker threads: OpenBLAS's spin
+#: for about 0.1 s after a call, and PyTorch's matmul run just after NumPy's
+#: measured 2.5-5 ms instead of 0.2 ms with a 0.05 s pause, 0.21 ms with 0.2 s
+#: (64x768x256, 2 cores, 2026-12-07).
 ROUNDS = 5
-SETTLE_S = 0.05
+SETTLE_S = 0.25
 
 TIMING = ("wall clock (time.perf_counter) around each full call: NumPy arrays in, copied to the "
           "side's tensors, run, outputs back as NumPy arrays; same for every side; after warm-up calls, "
@@ -513,23 +515,9 @@ def max_rel_diff(ours: Sequence[np.ndarray], theirs: Sequence[np.ndarray]) -> fl
 # machine facts
 
 
-def _dist_version(name: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(name)
-    except Exception:
-        return None
-
-
 def machine_info() -> dict[str, Any]:
-    import tvm
-
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": sys.version.split()[0], "tvm": str(tvm.__version__),
-            "onnxruntime": _dist_version("onnxruntime"), "torch": _dist_version("torch"),
-            "onnx": _dist_version("onnx"), "numpy": np.__version__,
-            "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    """The machine a results file was measured on (:func:`tensoropt.runtime.measure.machine_record`)."""
+    return machine_record()
 
 
 def tvm_threads(threads: int) -> int:

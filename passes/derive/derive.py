@@ -18,7 +18,7 @@ import numpy as np
 
 from tensoropt.errors import TensoroptError
 from tensoropt.ir.expr import Scope
-from tensoropt.ir.graph import Graph, Node, Value, Weights
+from tensoropt.ir.graph import Graph, Node, Value, Weights, fresh_name
 from tensoropt.ir.printer import print_expr, print_graph
 from tensoropt.ir.types import TensorType
 
@@ -49,6 +49,11 @@ class Derivation:
     start_s: float | None = None
     chosen_s: float | None = None
     program: Graph | None = None
+    #: what the whole-model check made of a node-level win: None (not checked,
+    #: or nothing to check), "kept" or "reverted" (the model was not faster with it)
+    in_model: str | None = None
+    #: timings served by the cost cache rather than measured in this run
+    cached: int = 0
 
     @property
     def speedup(self) -> float | None:
@@ -72,7 +77,33 @@ class Derivation:
             "derived_ms": None if self.chosen_s is None else self.chosen_s * 1e3,
             "speedup": self.speedup,
             "measured": [{"program": c.program, "depth": c.depth, "ms": t * 1e3} for c, t in self.measured],
+            "in_model": self.in_model,
+            "cached_timings": self.cached,
         }
+
+
+@dataclass
+class ModelCheck:
+    """The whole-model check of a derive run: the model timed with and without the rewrites.
+
+    ``original_ms``/``derived_ms`` are medians of the whole graph, compiled
+    and timed by :func:`.measure.measure_graph`; ``kept`` names the nodes
+    whose rewrites stayed; ``tried`` lists each rewrite set timed, in order.
+    ``reason`` says why no check ran (symbolic inputs), else None.
+    """
+
+    original_ms: float | None = None
+    derived_ms: float | None = None
+    kept: list[str] = field(default_factory=list)
+    tried: list[tuple[list[str], float]] = field(default_factory=list)
+    reason: str | None = None
+    #: timings served by the cost cache rather than measured in this run
+    cached: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"original_ms": self.original_ms, "derived_ms": self.derived_ms, "kept": self.kept,
+                "tried": [{"nodes": n, "ms": ms} for n, ms in self.tried], "reason": self.reason,
+                "cached_timings": self.cached}
 
 
 def _distinct(cands: list[Candidate], top: int) -> list[Candidate]:
@@ -118,11 +149,16 @@ def check_program(expr: Scope, program: Graph, shapes: Mapping[str, tuple[int, .
 def derive_expr(expr: Scope, values: Mapping[str, TensorType], weights: Mapping[str, np.ndarray] | None = None, *,
                 depth: int = 6, time_limit: float = 60.0, measure: bool = True, top: int = 4,
                 target: str = "llvm", verify: bool | None = None, original: Graph | None = None,
+                context: Callable[[Graph], Graph] | None = None,
                 progress: Callable[[str], None] | None = None) -> Derivation:
     """Search, measure and choose (see the module docstring).
 
     ``original`` is the program the derived ones must beat (a graph node's own
-    lowering); by default the start expression's instantiation.
+    lowering); by default the start expression's instantiation. ``context``
+    wraps each program before it is measured (the pass appends the node's
+    elementwise epilogue, so that a derived program is timed with the fusion
+    it would get in the model, as the original is); ``original`` is measured
+    as given.
     """
     from .measure import measure_graph
 
@@ -139,14 +175,20 @@ def derive_expr(expr: Scope, values: Mapping[str, TensorType], weights: Mapping[
         return out
     def timed(c: Candidate) -> float:
         g, _ = instantiate(c.expr, values, weights)
+        if context is not None:
+            g = context(g)
         if progress:
             progress(f"measuring {c.program}")
-        return measure_graph(g, target).median_s
+        m = measure_graph(g, target)
+        out.cached += m.cached
+        return m.median_s
 
     if original is not None:
         if progress:
             progress("measuring the original")
-        out.start_s = measure_graph(original, target).median_s
+        m = measure_graph(original, target)
+        out.cached += m.cached
+        out.start_s = m.median_s
     else:
         out.start_s = timed(res.start)
     best_s, best = out.start_s, res.start
@@ -187,6 +229,62 @@ def node_graph(node: Node, types: Mapping[str, TensorType], weights: Mapping[str
     return Graph(f"{node.op}", ins, consts, (node,), node.output_names, dict(weights))
 
 
+#: the most elementwise nodes after a derived node that are measured with it
+EPILOGUE_MAX = 4
+
+
+def epilogue(graph: Graph, node: Node) -> tuple[Node, ...]:
+    """The elementwise nodes after ``node`` that codegen fuses into its kernel.
+
+    Each link is the only reader of the previous link's output (which is not
+    a graph output) and a single-output registry op of the elementwise
+    category; at most :data:`EPILOGUE_MAX` links. Measuring a node with its
+    epilogue times the original with the fusion it gets in the model (a conv
+    and its relu are one kernel), and a derived program with whatever fusion
+    its last kernel allows, instead of crediting a rewrite for a fusion it
+    breaks.
+    """
+    from tensoropt.ops import REGISTRY
+
+    readers: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for i in dict.fromkeys(n.inputs):
+            readers.setdefault(i, []).append(n)
+    chain: list[Node] = []
+    out = node.output_names[0]
+    while len(chain) < EPILOGUE_MAX and out not in graph.outputs:
+        rs = readers.get(out, [])
+        if len(rs) != 1:
+            break
+        rules = REGISTRY.get(rs[0].op)
+        if rules is None or rules.category != "elementwise" or len(rs[0].outputs) != 1:
+            break
+        chain.append(rs[0])
+        out = rs[0].output_names[0]
+    return tuple(chain)
+
+
+def in_context(graph: Graph, node: Node, program: Graph, chain: tuple[Node, ...]) -> Graph:
+    """``program`` (which computes ``node``) followed by ``chain``, as one graph to measure.
+
+    Tensors the chain reads besides the node's output become inputs of the
+    result (constants, with their weights, where ``graph`` has them as such).
+    """
+    if not chain:
+        return program
+    nodes = splice(graph, node, program)
+    have = {v.name for v in program.inputs} | {c.name for c in program.constants}
+    have |= {v.name for n in nodes for v in n.outputs} | {v.name for n in chain for v in n.outputs}
+    values = graph.values()
+    consts = {c.name for c in graph.constants}
+    extra = list(dict.fromkeys(i for n in chain for i in n.inputs if i not in have))
+    weights = dict(program.weights)
+    weights.update({i: graph.weights[i] for i in extra if i in consts and i in graph.weights})
+    return Graph(f"{node.op}_epilogue", program.inputs + tuple(values[i] for i in extra if i not in consts),
+                 program.constants + tuple(values[i] for i in extra if i in consts), nodes + chain,
+                 (chain[-1].output_names[0],), weights)
+
+
 def splice(graph: Graph, node: Node, program: Graph) -> tuple[Node, ...]:
     """The program's nodes with fresh internal names; its output renamed to the node's."""
     taken = set(graph.values())
@@ -195,13 +293,7 @@ def splice(graph: Graph, node: Node, program: Graph) -> tuple[Node, ...]:
     for n in program.nodes:
         for v in n.output_names:
             if v not in ren:
-                base, k = f"{out}.d.{v}", 0
-                name = base
-                while name in taken:
-                    k += 1
-                    name = f"{base}.{k}"
-                taken.add(name)
-                ren[v] = name
+                ren[v] = fresh_name(f"{out}.d.{v}", taken)
     new = []
     for n in program.nodes:
         expr = n.expr
@@ -222,10 +314,16 @@ class Derive(Pass):
     Options: ``depth`` (explorative rule applications), ``time`` (search
     seconds per node), ``ops`` (``+``-separated op sets: conv2d,
     conv-transpose, matmul, band), ``measure`` (false: pick by static estimate
-    only), ``top`` (candidates measured per node). Guarantees: a node changes
-    only when its derived program measured faster than its own lowering; the
-    graph's inputs, outputs and values are unchanged; every step is an
-    equality (checked numerically when ``TENSOROPT_VERIFY=1``).
+    only), ``top`` (candidates measured per node), ``check`` (time the whole
+    model with and without the rewrites and keep only what makes it faster).
+    Guarantees: with ``measure``, a node changes only when its derived
+    program, timed with the node's elementwise epilogue (:func:`epilogue`),
+    measured faster than the node's own lowering with the same epilogue, and,
+    with ``check`` and static graph inputs, only when the whole model with
+    the rewrites kept measured faster than without (else each rewrite is
+    tried alone, and the best that pays is kept, or none); the graph's
+    inputs, outputs and values are unchanged; every step is an equality
+    (checked numerically when ``TENSOROPT_VERIFY=1``).
     """
 
     name: ClassVar[str] = "derive"
@@ -234,6 +332,7 @@ class Derive(Pass):
     ops: str = "conv2d+conv-transpose+matmul"
     measure: bool = True
     top: int = 4
+    check: bool = True
 
     def __post_init__(self) -> None:
         if self.depth < 0:
@@ -250,28 +349,92 @@ class Derive(Pass):
         return {op for o in self.ops.split("+") for op in OP_SETS[o]}
 
     def apply(self, graph: Graph, report: list[tuple[str, Derivation]] | None = None,
-              progress: Callable[[str], None] | None = None) -> Graph:
+              progress: Callable[[str], None] | None = None, model_check: ModelCheck | None = None) -> Graph:
+        """The derived graph; ``report`` gets each searched node's :class:`Derivation` and
+        ``model_check`` (when given) the whole-model check's figures."""
         types = {k: v.type for k, v in graph.values().items()}
         consts = {c.name for c in graph.constants}
         ops = self.op_names()
-        nodes: list[Node] = []
-        changed = False
+        rewrites: dict[str, tuple[tuple[Node, ...], Derivation]] = {}
         for node in graph.nodes:
             expr = _expr_of(node, types) if node.op in ops else None
             if expr is None:
-                nodes.append(node)
                 continue
             values = {i: types[i] for i in dict.fromkeys(node.inputs)}
             weights = {i: np.asarray(graph.weights[i]) for i in values if i in consts and i in graph.weights}
             if progress:
                 progress(f"{node.op} %{node.output_names[0]}")
+            chain = epilogue(graph, node) if self.measure else ()
+
+            def context(program: Graph, node: Node = node, chain: tuple[Node, ...] = chain) -> Graph:
+                return in_context(graph, node, program, chain)
+
             d = derive_expr(expr, values, weights, depth=self.depth, time_limit=self.time, measure=self.measure,
-                            top=self.top, progress=progress, original=node_graph(node, types, weights))
+                            top=self.top, progress=progress, context=context if chain else None,
+                            original=context(node_graph(node, types, weights)))
             if report is not None:
                 report.append((node.output_names[0], d))
             if d.chosen is d.start or d.program is None:
-                nodes.append(node)
                 continue
-            nodes.extend(splice(graph, node, d.program))
-            changed = True
-        return graph.replace(nodes=tuple(nodes)) if changed else graph
+            rewrites[node.output_names[0]] = (splice(graph, node, d.program), d)
+        if not rewrites:
+            return graph
+        if self.measure and self.check:
+            keep = self._check(graph, rewrites, model_check if model_check is not None else ModelCheck(), progress)
+        else:
+            keep = set(rewrites)
+        if not keep:
+            return graph
+        nodes: list[Node] = []
+        for node in graph.nodes:
+            hit = rewrites.get(node.output_names[0]) if node.output_names[0] in keep else None
+            nodes.extend(hit[0] if hit else (node,))
+        return graph.replace(nodes=tuple(nodes))
+
+    def _check(self, graph: Graph, rewrites: Mapping[str, tuple[tuple[Node, ...], Derivation]], check: ModelCheck,
+               progress: Callable[[str], None] | None) -> set[str]:
+        """The rewrites to keep: all of them if the whole model measures faster with them, else
+        the best single one that does, else none (see the class docstring)."""
+        from .measure import MeasureError, measure_graph
+
+        def build(keep: set[str]) -> Graph:
+            nodes: list[Node] = []
+            for node in graph.nodes:
+                name = node.output_names[0]
+                nodes.extend(rewrites[name][0] if name in keep else (node,))
+            return graph.replace(nodes=tuple(nodes))
+
+        if progress:
+            progress("whole model: measuring the original")
+        try:
+            m = measure_graph(graph)
+        except MeasureError as e:  # symbolic inputs: the node-level checks stand alone
+            check.reason = f"whole model not timed: {e}"
+            check.kept = list(rewrites)
+            for _, d in rewrites.values():
+                d.in_model = None
+            return set(rewrites)
+        base = m.median_s
+        check.cached += m.cached
+        check.original_ms = base * 1e3
+        # most promising first: by node-level speedup
+        names = sorted(rewrites, key=lambda n: -(rewrites[n][1].speedup or 0.0))
+        trials = [names] + ([[n] for n in names] if len(names) > 1 else [])
+        best: list[str] = []
+        best_s = base
+        for keep in trials:
+            if progress:
+                progress(f"whole model: measuring with {', '.join('%' + n for n in keep)} derived")
+            m = measure_graph(build(set(keep)))
+            t = m.median_s
+            check.cached += m.cached
+            check.tried.append((list(keep), t * 1e3))
+            if t < best_s * MARGIN:
+                best, best_s = list(keep), t
+            if keep is names and best:
+                break  # every rewrite together pays: nothing to pick from
+        check.derived_ms = best_s * 1e3
+        check.kept = best
+        for name, (_, d) in rewrites.items():
+            d.in_model = "kept" if name in best else "reverted"
+        return set(best)

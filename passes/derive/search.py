@@ -68,6 +68,16 @@ class SearchResult:
     stopped: str  # "depth", "time", "goal", "exhausted"
     found: Candidate | None = None
     per_level: list[int] = field(default_factory=list)
+    #: seconds from the start to the end of each completed level (level 0: the start state)
+    level_s: list[float] = field(default_factory=list)
+    #: seconds from the start to the first goal hit (set with ``stop_on_goal=False`` too)
+    found_s: float | None = None
+    #: states explored when the goal was first hit
+    found_states: int | None = None
+
+    def states_to(self, level: int) -> int:
+        """States explored by the end of ``level`` (a completed level: ``level < len(level_s)``)."""
+        return sum(self.per_level[: level + 1])
 
     @property
     def best(self) -> Candidate:
@@ -131,8 +141,14 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
            depth: int = 6, time_limit: float = 60.0, keep: int = 8,
            goal: Callable[[Candidate], bool] | None = None,
            rules: tuple[str, ...] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> SearchResult:
-    """Search derivations of ``root`` (reading tensors typed by ``values``)."""
+           progress: Callable[[int, int], None] | None = None,
+           stop_on_goal: bool = True) -> SearchResult:
+    """Search derivations of ``root`` (reading tensors typed by ``values``).
+
+    With ``stop_on_goal=False`` a goal hit is recorded (``found``, ``found_s``,
+    ``found_states``) and the search goes on to ``depth`` or ``time_limit``:
+    the full search to a given depth that OLLIE's published figures count.
+    """
     weights = weights or {}
     shapes = {n: tuple(int(d) for d in t.shape) for n, t in values.items()}  # type: ignore[misc]
     use = [RULES[r] for r in (rules or tuple(RULES))]
@@ -152,8 +168,15 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
     states, level, stopped = 1, 0, "depth"
     per_level = [1]
     shown = t0
+    level_s = [time.monotonic() - t0]
+    found: Candidate | None = None
+    found_s: float | None = None
+    found_states: int | None = None
     if goal is not None and goal(start):
-        return SearchResult(start, [], 1, time.monotonic() - t0, 0, "goal", start, per_level)
+        if stop_on_goal:
+            return SearchResult(start, [], 1, time.monotonic() - t0, 0, "goal", start, per_level, level_s,
+                                level_s[0], 1)
+        found, found_s, found_states = start, level_s[0], 1
     while frontier and level < depth:
         level += 1
         nxt: list[Candidate] = []
@@ -182,9 +205,11 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
                         c = Candidate(expr, cand.path + (step, *gsteps), est, kinds)
                         nxt.append(c)
                         best = sorted(best + [c], key=lambda x: x.estimate_s)[:keep]
-                        if goal is not None and goal(c):
-                            return SearchResult(start, best, states, time.monotonic() - t0, level, "goal", c,
-                                                per_level + [len(nxt)])
+                        if found is None and goal is not None and goal(c):
+                            found, found_s, found_states = c, time.monotonic() - t0, states
+                            if stop_on_goal:
+                                return SearchResult(start, best, states, found_s, level, "goal", c,
+                                                    per_level + [len(nxt)], level_s, found_s, states)
                     if stopped == "time":
                         break
                 if stopped == "time":
@@ -197,8 +222,10 @@ def search(root: Scope, values: Mapping[str, TensorType], weights: Mapping[str, 
         per_level.append(len(nxt))
         if stopped == "time":
             break
+        level_s.append(time.monotonic() - t0)
         frontier = nxt
     else:
         if not frontier:
             stopped = "exhausted"
-    return SearchResult(start, best, states, time.monotonic() - t0, level, stopped, None, per_level)
+    return SearchResult(start, best, states, time.monotonic() - t0, level, stopped, found, per_level, level_s,
+                        found_s, found_states)

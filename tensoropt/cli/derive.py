@@ -136,23 +136,39 @@ def _derive_model(args: argparse.Namespace, p: Any, progress: Callable[[str], No
         raise DeriveInputError("--shapes applies to an Expr argument; a model's shapes come from the model")
     out = check_output_path(args.output, (".top",)) if args.output else None
     graph = load(args.target)
+    from tensoropt.passes.derive.derive import ModelCheck
+
     report: list[tuple[str, Any]] = []
-    new = p.apply(graph, report, progress)
+    check = ModelCheck()
+    new = p.apply(graph, report, progress, model_check=check)
     if progress:
         print(file=sys.stderr)
     if out is not None:
         save(new, out)
-    rows = [[name, d.start.program, d.chosen.program if d.chosen is not d.start else "(kept)",
-             _ms(d.start_s), _ms(d.chosen_s), f"{d.speedup:.2f}x" if d.speedup else "-", d.search.states,
-             f"{d.search.seconds:.1f}"] for name, d in report]
+
+    def derived(d: Any) -> str:
+        if d.chosen is d.start:
+            return "(kept)"
+        return "(kept: the model was slower with it)" if d.in_model == "reverted" else d.chosen.program
+
+    rows = [[name, d.start.program, derived(d), _ms(d.start_s), _ms(d.chosen_s),
+             f"{d.speedup:.2f}x" if d.speedup else "-", d.search.states, f"{d.search.seconds:.1f}"]
+            for name, d in report]
+    cached = check.cached + sum(d.cached for _, d in report)
     if args.json:
-        print(json.dumps({"nodes": [{"node": n, **d.as_json()} for n, d in report],
-                          "output": str(out) if out else None}, indent=2))
+        print(json.dumps({"nodes": [{"node": n, **d.as_json()} for n, d in report], "model_check": check.as_json(),
+                          "cached_timings": cached, "output": str(out) if out else None}, indent=2))
         return 0
     con = console()
     con.print(table(f"derive on {args.target}: {len(report)} nodes searched",
                      ["node", "original", "derived", "orig ms", "derived ms", "speedup", "states", "search s"],
                      rows))
+    if check.original_ms is not None:
+        con.print(f"whole model: {check.original_ms:.4g} ms as it was, {check.derived_ms:.4g} ms with "
+                  f"{', '.join('%' + n for n in check.kept) or 'no rewrite'} derived")
+    elif check.reason:
+        con.print(check.reason)
+    con.print(f"timings served by the cost cache: {cached}")
     if out is not None:
         con.print(f"wrote {out}")
     return 0

@@ -127,6 +127,16 @@ class Node:
         return f"{self.op} node %{first}"
 
 
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base.1``, ``base.2``, ... : the first not in ``taken``, which it is added to."""
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}.{k}"
+    taken.add(name)
+    return name
+
+
 def weight_mismatch(const: Value, arr: np.ndarray) -> str | None:
     """Why ``arr`` cannot be the data of ``const`` (None when it can).
 

@@ -12,8 +12,9 @@ bench module above it:
   input Values, refused up front when one is over the evaluation budget;
 - :func:`time_model`: seconds per call of a compiled model, measured with
   TVM's timer on resident inputs after a calibrating warm-up;
-- :func:`cpu_model`, :func:`threads` and :func:`device_model`: what ran the
-  code, for cache keys and results files.
+- :func:`cpu_model`, :func:`cpu_id`, :func:`isa`, :func:`threads` and
+  :func:`device_model`: what ran the code, for cache keys;
+  :func:`machine_record`: the same for results files.
 
 Import order (DESIGN.md): this module imports ``ir``, ``interp``, ``codegen``
 (inside :func:`compile_graph`: TVM loads only when something is built) and
@@ -191,6 +192,72 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpuinfo_fields() -> dict[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (empty off Linux)."""
+    out: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break  # end of the first processor
+            key, _, value = line.partition(":")
+            out[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return out
+
+
+#: CPU flags that decide which code and tiles codegen picks (x86 vector ISA; Arm's SIMD)
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+             "amx_tile", "asimd", "sve", "sve2")
+
+
+def cpu_id() -> str:
+    """The CPU model name plus its family/model/stepping numbers.
+
+    A VM often shows only a vendor line ("AMD EPYC") for CPUs as different as
+    Zen 3 and Zen 5; the numbers tell them apart, so timings keyed by this
+    string are never served to another CPU generation.
+    """
+    info = _cpuinfo_fields()
+    nums = [f"{k} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info]
+    return cpu_model() + (f" ({', '.join(nums)})" if nums else "")
+
+
+def isa() -> dict[str, Any]:
+    """The host's instruction set as codegen sees it: LLVM's name for the CPU and its vector flags."""
+    info = _cpuinfo_fields()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    llvm_cpu = None
+    try:
+        import tvm
+
+        llvm_cpu = str(tvm.target.codegen.llvm_get_system_cpu())
+    except Exception:  # TVM without LLVM: the flags still say what the CPU has
+        pass
+    return {"machine": platform.machine(), "llvm_cpu": llvm_cpu, "vector_flags": [f for f in ISA_FLAGS if f in flags],
+            "mcpu_override": os.environ.get("TENSOROPT_MCPU")}
+
+
+def machine_record() -> dict[str, Any]:
+    """What a results file records about the machine: CPU model and ISA, cores,
+    threads, OS, the versions of every package that was timed, and the load."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    import sys
+
+    return {"cpu": cpu_model(), "cpu_id": cpu_id(), "isa": isa(), "cores": os.cpu_count(), "threads": threads(),
+            "platform": platform.platform(), "python": sys.version.split()[0],
+            **{name: ver(dist) for name, dist in (("tvm", "apache-tvm"), ("onnxruntime", "onnxruntime"),
+                                                  ("torch", "torch"), ("onnx", "onnx"), ("numpy", "numpy"))},
+            "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+
+
 def threads() -> str:
     """How many threads compiled CPU code runs on (``TVM_NUM_THREADS``, else the
     usable cores): part of any cost key, since the same CPU model with 2 or 16
@@ -205,8 +272,8 @@ def threads() -> str:
 
 
 def device_model(target: str) -> str:
-    """What runs the code: the CPU model, plus the GPU's name for GPU targets."""
-    cpu = cpu_model()
+    """What runs the code: the CPU (:func:`cpu_id`), plus the GPU's name for GPU targets."""
+    cpu = cpu_id()
     if target.split()[0] == "llvm":
         return cpu
     try:

@@ -90,7 +90,8 @@ def error(text: str) -> str:
 
 def test_unknown_pass_lists_valid_passes() -> None:
     msg = error("dce,cse2")
-    assert msg.startswith("unknown pass 'cse2' at column 5; valid passes: cse, dce, derive, fold-constants, fuse-elementwise")
+    assert msg.startswith("unknown pass 'cse2' at column 5; valid passes: bind-dims, cse, dce, derive, fold-batchnorm, fold-constants, "
+                          "fuse-elementwise")
 
 
 def test_unknown_option_lists_options_with_types() -> None:

@@ -99,7 +99,7 @@ def conv_transpose_speed() -> str:
         gen = s.get("generic")
         lines.append(f"| {row['name']} | {row.get('chosen_form', '(model)')} | {_cell(to)} | {_cell(pt)} | {ratio} | "
                      f"{'-' if gen is None else format(gen['median_ms'], '.4g')} |")
-    return "\n".join(lines) + (f"\n\n{_machine(doc)}; {doc.get('rounds', '?')} interleaved rounds; "
+    return "\n".join(lines) + (f"\n\n{_machine(doc)}; {_date(doc)}; {doc.get('rounds', '?')} interleaved rounds; "
                                "median (min) ms, 2 threads per side")
 
 
@@ -215,25 +215,40 @@ def onnx_import_speed() -> str:
                                f"{doc.get('onnxruntime', '?')}")
 
 
+def _gf(row: dict[str, Any], side: str) -> str:
+    """GFLOP/s at a side's median, and the range its quartile times give: ``184 (170-190)``."""
+    st = row.get("sides", {}).get(side)
+    if st is None:
+        key = {"tensoropt": "ours_gflops"}.get(side, f"{side}_gflops")
+        return f"{row[key]:.0f}" if key in row else "-"
+    lo, hi = row["flops"] / (st["q3_ms"] * 1e-3) / 1e9, row["flops"] / (st["q1_ms"] * 1e-3) / 1e9
+    return f"{st['gflops']:.0f} ({lo:.0f}-{hi:.0f})"
+
+
+def _native(row: dict[str, Any]) -> str:
+    return f"{row['ours_native_gflops']:.0f}" if "ours_native_gflops" in row else "-"
+
+
 def gemm_speed() -> str:
     """tensoropt's scheduled GEMMs against NumPy (OpenBLAS) and PyTorch, and convolutions against PyTorch (GFLOP/s)."""
     doc = _load("gemm_speed")
-    lines = ["| shape (M x N x K) | tensoropt | NumPy | PyTorch | ratio | schedule |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| shape (M x N x K) | tensoropt | back to back | NumPy | PyTorch | ratio | schedule |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for r in doc["rows"]:
         if r["kind"] == "gemm":
-            lines.append(f"| {r['name']} | {r['ours_gflops']:.0f} | {r['numpy_gflops']:.0f} | "
-                         f"{r['torch_gflops']:.0f} | {r['ratio']:.2f} | `{r['rule']}` |")
-    lines += ["", "| convolution | direct | im2col + GEMM | tensoropt picks | PyTorch | ratio |",
-              "|---|---:|---:|---|---:|---:|"]
+            lines.append(f"| {r['name']} | {_gf(r, 'tensoropt')} | {_native(r)} | {_gf(r, 'numpy')} | "
+                         f"{_gf(r, 'torch')} | {r['ratio']:.2f} | `{r['rule']}` |")
+    lines += ["", "| convolution | direct | im2col + GEMM | tensoropt picks | back to back | PyTorch | ratio |",
+              "|---|---:|---:|---|---:|---:|---:|"]
     for r in doc["rows"]:
         if r["kind"] == "conv2d":
-            cells = [f"{r[f'{fm}_gflops']:.0f}" if f"{fm}_gflops" in r else "-" for fm in ("direct", "im2col")]
-            lines.append(f"| {r['name']} | {cells[0]} | {cells[1]} | {r['auto_form']} | {r['torch_gflops']:.0f} | "
-                         f"{r['ratio']:.2f} |")
-    return "\n".join(lines) + (f"\n\nGFLOP/s at each side's median; ratio: tensoropt / the best peer (above 1: "
-                               f"tensoropt is faster). {_machine(doc)}; {_date(doc)}; unscheduled TVM matmul "
-                               f"1024^3: {doc['unscheduled_1024_gflops']:.1f} GFLOP/s")
+            lines.append(f"| {r['name']} | {_gf(r, 'direct')} | {_gf(r, 'im2col')} | {r['auto_form']} | "
+                         f"{_native(r)} | {_gf(r, 'torch')} | {r['ratio']:.2f} |")
+    return "\n".join(lines) + (f"\n\nGFLOP/s at each side's median (in brackets: at its quartile times); back to "
+                               f"back: tensoropt's kernel (the picked form) timed by TVM's timer, not interleaved; ratio: "
+                               f"tensoropt / the best peer, medians (above 1: tensoropt is faster). "
+                               f"{_machine(doc)}; {_date(doc)}; unscheduled TVM matmul 1024^3: "
+                               f"{doc['unscheduled_1024_gflops']:.1f} GFLOP/s")
 
 
 def derive_references() -> str:
@@ -293,13 +308,16 @@ def _method(doc: dict[str, Any]) -> str:
 def derive_ops() -> str:
     """Each operator compiled directly and as its derived program, with PyTorch eager for context."""
     doc = _load("derive_ops")
-    lines = ["| operator | direct ms | derived ms | speedup | PyTorch ms | derived program | depth |",
-             "|---|---:|---:|---:|---:|---|---|"]
+    lines = ["| operator | direct ms | derived ms | speedup | PyTorch ms | derived program | depth | "
+             "best candidate / original (search) |",
+             "|---|---:|---:|---:|---:|---|---|---:|"]
     for r in doc["rows"]:
         derived = "(kept)" if _kept(r["program"]) else _ms(r["derived_ms"])
         torch = "-" if r["torch_ms"] is None else _ms(r["torch_ms"])
+        best = min((m["ms"] for m in r.get("measured", [])), default=None)
+        rel = f"{best / r['search_direct_ms']:.2f}" if best and r.get("search_direct_ms") else "-"
         lines.append(f"| {r['op']} | {_ms(r['direct_ms'])} | {derived} | {_speedup(r['speedup'])} | {torch} | "
-                     f"{r['program']} | {r['depth']} |")
+                     f"{r['program']} | {r['depth']} | {rel} |")
     ct = [r["derived_ms"] / r["torch_ms"] for r in doc["rows"] if r["kind"] == "conv_transpose2d" and r["torch_ms"]]
     diff = max(r["max_rel_diff_vs_original"] for r in doc["rows"])
     return "\n".join(lines) + (f"\n\n{_machine(doc)}; {_date(doc)}; depth {doc['depth']}, "

@@ -25,6 +25,7 @@ BELOW_API = {
     "tensoropt/interp.py": "tensoropt",
     "tensoropt/codegen": "tensoropt.codegen",
     "tensoropt/runtime": "tensoropt.runtime",
+    "tensoropt/tune": "tensoropt.tune",
     "frontends": "tensoropt.frontends",
     "passes": "tensoropt.passes",
     "fuzz": "tensoropt.fuzz",

@@ -163,7 +163,7 @@ def _run_passes(g, passes, status):  # type: ignore[no-untyped-def]
     derive = None
     if ran_derive:
         derive = {"nodes": [_derive_row(name, d, kind) for name, d, kind in derive_rows],
-                  "model_check": check.as_json(),
+                  "model_check": check.as_json(), "model_check_line": check.summary(),
                   "cached_timings": check.cached + sum(d.cached for _, d, _ in derive_rows)}
     return g, reports, derive
 
@@ -186,7 +186,7 @@ DECISIONS = {"rewritten": "faster alone and in the whole model", "reverted": "fa
 def _derive_row(name: str, d, kind: str) -> dict:  # type: ignore[no-untyped-def]
     """One searched node: what it was, the best program found and measured, and the decision."""
     best = min(d.measured, key=lambda ct: ct[1]) if d.measured else None
-    if d.chosen is not d.start and d.in_model != "reverted":
+    if d.rewritten:
         decision = "rewritten"
     elif d.in_model == "reverted":
         decision = "reverted"
@@ -200,18 +200,8 @@ def _derive_row(name: str, d, kind: str) -> dict:  # type: ignore[no-untyped-def
             "best_depth": best[0].depth if best else None, "decision": decision, "cached_timings": d.cached}
 
 
-def _status_printer(enabled: bool):  # type: ignore[no-untyped-def]
-    """A progress callback writing one overwritten line to stderr (None when not a terminal)."""
-    if not enabled:
-        return None
-
-    def status(msg: str) -> None:
-        print(f"\r  derive: {msg[:70]:<70}", end="", file=sys.stderr, flush=True)
-
-    return status
-
-
 def run_demo(file: str | None = None, *, pipeline: str | None = None, as_json: bool = False) -> int:
+    from .cli.common import build_progress, status_line
     from .ir.diff import graph_diff
     from .passes import parse_pipeline
 
@@ -223,7 +213,8 @@ def run_demo(file: str | None = None, *, pipeline: str | None = None, as_json: b
     pipeline = pipeline or default_pipeline(symbols)
     passes = parse_pipeline(pipeline)
     before, t_before = _timed_eval(g, inputs)
-    status = _status_printer(not as_json and sys.stderr.isatty())
+    interactive = not as_json and sys.stderr.isatty()
+    status = status_line("  derive", interactive)
     new, reports, derive = _run_passes(g, passes, status)
     if status is not None:
         print(file=sys.stderr)
@@ -242,9 +233,7 @@ def run_demo(file: str | None = None, *, pipeline: str | None = None, as_json: b
         "max_abs_diff": diff,
         "max_rel_diff": diff / scale,
     }
-    from .cli.common import build_progress
-
-    with build_progress(not as_json and sys.stderr.isatty()) as progress:
+    with build_progress(interactive) as progress:
         result["compiled"] = _compiled_section(path, g, new, inputs, before, progress)
     if as_json:
         print(json.dumps(result, indent=2))
@@ -308,12 +297,8 @@ def _print_report(g, new, r) -> None:  # type: ignore[no-untyped-def]
                       row["best"] or "-", str(row["best_depth"] if row["best_depth"] is not None else "-"),
                       _ms(row["best_ms"]), row["decision"])
         con.print(t)
-        mc = dv["model_check"]
-        if mc["original_ms"] is not None:
-            con.print(f"whole model: {mc['original_ms']:.3f} ms as it was, {mc['derived_ms']:.3f} ms with "
-                      f"{', '.join('%' + n for n in mc['kept']) or 'no rewrite'} derived")
-        elif mc["reason"]:
-            con.print(f"whole model: {escape(mc['reason'])}")
+        if dv["model_check_line"]:
+            con.print(escape(dv["model_check_line"]))
         con.print(f"derive timings served by the cost cache: {dv['cached_timings']} "
                   "(TENSOROPT_CACHE_DIR; delete it to measure afresh)")
 

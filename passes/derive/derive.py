@@ -56,6 +56,11 @@ class Derivation:
     cached: int = 0
 
     @property
+    def rewritten(self) -> bool:
+        """The node was replaced: a candidate was chosen and the whole-model check did not revert it."""
+        return self.chosen is not self.start and self.in_model != "reverted"
+
+    @property
     def speedup(self) -> float | None:
         if self.start_s is None or self.chosen_s is None:
             return None
@@ -99,6 +104,13 @@ class ModelCheck:
     reason: str | None = None
     #: timings served by the cost cache rather than measured in this run
     cached: int = 0
+
+    def summary(self) -> str | None:
+        """One line for reports: the two whole-model times, why none were taken, or None (no check ran)."""
+        if self.original_ms is not None and self.derived_ms is not None:
+            kept = ", ".join("%" + n for n in self.kept) or "no rewrite"
+            return f"whole model: {self.original_ms:.4g} ms as it was, {self.derived_ms:.4g} ms with {kept} derived"
+        return self.reason
 
     def as_json(self) -> dict[str, Any]:
         return {"original_ms": self.original_ms, "derived_ms": self.derived_ms, "kept": self.kept,
@@ -233,7 +245,16 @@ def node_graph(node: Node, types: Mapping[str, TensorType], weights: Mapping[str
 EPILOGUE_MAX = 4
 
 
-def epilogue(graph: Graph, node: Node) -> tuple[Node, ...]:
+def readers_of(graph: Graph) -> dict[str, list[Node]]:
+    """Tensor name -> the nodes that read it (each once, in graph order)."""
+    readers: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for i in dict.fromkeys(n.inputs):
+            readers.setdefault(i, []).append(n)
+    return readers
+
+
+def epilogue(graph: Graph, node: Node, readers: Mapping[str, list[Node]] | None = None) -> tuple[Node, ...]:
     """The elementwise nodes after ``node`` that codegen fuses into its kernel.
 
     Each link is the only reader of the previous link's output (which is not
@@ -242,14 +263,12 @@ def epilogue(graph: Graph, node: Node) -> tuple[Node, ...]:
     epilogue times the original with the fusion it gets in the model (a conv
     and its relu are one kernel), and a derived program with whatever fusion
     its last kernel allows, instead of crediting a rewrite for a fusion it
-    breaks.
+    breaks. ``readers`` (:func:`readers_of`) saves rebuilding the map per node.
     """
     from tensoropt.ops import REGISTRY
 
-    readers: dict[str, list[Node]] = {}
-    for n in graph.nodes:
-        for i in dict.fromkeys(n.inputs):
-            readers.setdefault(i, []).append(n)
+    if readers is None:
+        readers = readers_of(graph)
     chain: list[Node] = []
     out = node.output_names[0]
     while len(chain) < EPILOGUE_MAX and out not in graph.outputs:
@@ -306,6 +325,15 @@ def splice(graph: Graph, node: Node, program: Graph) -> tuple[Node, ...]:
     return tuple(new)
 
 
+def with_rewrites(graph: Graph, rewrites: Mapping[str, tuple[tuple[Node, ...], Derivation]], keep: set[str]) -> Graph:
+    """``graph`` with each node named in ``keep`` replaced by its spliced program from ``rewrites``."""
+    nodes: list[Node] = []
+    for node in graph.nodes:
+        name = node.output_names[0]
+        nodes.extend(rewrites[name][0] if name in keep else (node,))
+    return graph.replace(nodes=tuple(nodes))
+
+
 @register_pass
 @dataclass(frozen=True)
 class Derive(Pass):
@@ -355,6 +383,7 @@ class Derive(Pass):
         types = {k: v.type for k, v in graph.values().items()}
         consts = {c.name for c in graph.constants}
         ops = self.op_names()
+        readers = readers_of(graph)
         rewrites: dict[str, tuple[tuple[Node, ...], Derivation]] = {}
         for node in graph.nodes:
             expr = _expr_of(node, types) if node.op in ops else None
@@ -364,7 +393,7 @@ class Derive(Pass):
             weights = {i: np.asarray(graph.weights[i]) for i in values if i in consts and i in graph.weights}
             if progress:
                 progress(f"{node.op} %{node.output_names[0]}")
-            chain = epilogue(graph, node) if self.measure else ()
+            chain = epilogue(graph, node, readers) if self.measure else ()
 
             def context(program: Graph, node: Node = node, chain: tuple[Node, ...] = chain) -> Graph:
                 return in_context(graph, node, program, chain)
@@ -383,26 +412,13 @@ class Derive(Pass):
             keep = self._check(graph, rewrites, model_check if model_check is not None else ModelCheck(), progress)
         else:
             keep = set(rewrites)
-        if not keep:
-            return graph
-        nodes: list[Node] = []
-        for node in graph.nodes:
-            hit = rewrites.get(node.output_names[0]) if node.output_names[0] in keep else None
-            nodes.extend(hit[0] if hit else (node,))
-        return graph.replace(nodes=tuple(nodes))
+        return with_rewrites(graph, rewrites, keep) if keep else graph
 
     def _check(self, graph: Graph, rewrites: Mapping[str, tuple[tuple[Node, ...], Derivation]], check: ModelCheck,
                progress: Callable[[str], None] | None) -> set[str]:
         """The rewrites to keep: all of them if the whole model measures faster with them, else
         the best single one that does, else none (see the class docstring)."""
         from .measure import MeasureError, measure_graph
-
-        def build(keep: set[str]) -> Graph:
-            nodes: list[Node] = []
-            for node in graph.nodes:
-                name = node.output_names[0]
-                nodes.extend(rewrites[name][0] if name in keep else (node,))
-            return graph.replace(nodes=tuple(nodes))
 
         if progress:
             progress("whole model: measuring the original")
@@ -411,9 +427,7 @@ class Derive(Pass):
         except MeasureError as e:  # symbolic inputs: the node-level checks stand alone
             check.reason = f"whole model not timed: {e}"
             check.kept = list(rewrites)
-            for _, d in rewrites.values():
-                d.in_model = None
-            return set(rewrites)
+            return set(rewrites)  # in_model stays None: not checked
         base = m.median_s
         check.cached += m.cached
         check.original_ms = base * 1e3
@@ -425,7 +439,7 @@ class Derive(Pass):
         for keep in trials:
             if progress:
                 progress(f"whole model: measuring with {', '.join('%' + n for n in keep)} derived")
-            m = measure_graph(build(set(keep)))
+            m = measure_graph(with_rewrites(graph, rewrites, set(keep)))
             t = m.median_s
             check.cached += m.cached
             check.tried.append((list(keep), t * 1e3))

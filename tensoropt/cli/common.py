@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
@@ -81,6 +82,17 @@ def check_output_path(out: str, suffixes: Sequence[str], flag: str = "-o") -> Pa
     if not p.parent.exists():
         raise InputFileError(f"{flag} {out}: folder {p.parent} does not exist")
     return p
+
+
+def status_line(prefix: str, enabled: bool) -> Callable[[str], None] | None:
+    """A ``status(msg)`` callback overwriting one line on stderr (None if disabled: not a terminal, --json)."""
+    if not enabled:
+        return None
+
+    def status(msg: str) -> None:
+        print(f"\r{prefix}: {msg[:70]:<70}", end="", file=sys.stderr, flush=True)
+
+    return status
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import TensoroptError
-from .common import MODEL_HELP, Add, check_output_path, console, table
+from .common import MODEL_HELP, Add, check_output_path, console, status_line, table
 
 
 class DeriveInputError(TensoroptError):
@@ -53,15 +53,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
         p = Derive(depth=args.depth, time=args.time, ops=args.ops, measure=not args.no_measure, top=args.top)
     except ValueError as e:
         raise DeriveInputError(str(e)) from None
-    interactive = not args.json and sys.stderr.isatty()
-
-    def progress(msg: str) -> None:
-        if interactive:
-            print(f"\rderive: {msg:<70}", end="", file=sys.stderr, flush=True)
-
+    progress = status_line("derive", not args.json and sys.stderr.isatty())
     if _is_model(args.target):
-        return _derive_model(args, p, progress if interactive else None)
-    return _derive_expr(args, p, progress if interactive else None)
+        return _derive_model(args, p, progress)
+    return _derive_expr(args, p, progress)
 
 
 def _derive_expr(args: argparse.Namespace, p: Any, progress: Callable[[str], None] | None) -> int:
@@ -147,9 +142,9 @@ def _derive_model(args: argparse.Namespace, p: Any, progress: Callable[[str], No
         save(new, out)
 
     def derived(d: Any) -> str:
-        if d.chosen is d.start:
-            return "(kept)"
-        return "(kept: the model was slower with it)" if d.in_model == "reverted" else d.chosen.program
+        if d.rewritten:
+            return str(d.chosen.program)
+        return "(kept: the model was slower with it)" if d.in_model == "reverted" else "(kept)"
 
     rows = [[name, d.start.program, derived(d), _ms(d.start_s), _ms(d.chosen_s),
              f"{d.speedup:.2f}x" if d.speedup else "-", d.search.states, f"{d.search.seconds:.1f}"]
@@ -163,11 +158,8 @@ def _derive_model(args: argparse.Namespace, p: Any, progress: Callable[[str], No
     con.print(table(f"derive on {args.target}: {len(report)} nodes searched",
                      ["node", "original", "derived", "orig ms", "derived ms", "speedup", "states", "search s"],
                      rows))
-    if check.original_ms is not None:
-        con.print(f"whole model: {check.original_ms:.4g} ms as it was, {check.derived_ms:.4g} ms with "
-                  f"{', '.join('%' + n for n in check.kept) or 'no rewrite'} derived")
-    elif check.reason:
-        con.print(check.reason)
+    if check.summary():
+        con.print(check.summary())
     con.print(f"timings served by the cost cache: {cached}")
     if out is not None:
         con.print(f"wrote {out}")

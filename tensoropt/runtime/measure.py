@@ -24,12 +24,14 @@ compiler entry point, ``bench`` or the CLI (``tests/test_layering.py``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
 import platform
 import warnings
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -183,17 +185,16 @@ def time_model(model: CompiledModel, inputs: Mapping[str, np.ndarray], repeat: i
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_fields().get("model name") or platform.processor() or platform.machine()
 
 
-def _cpuinfo_fields() -> dict[str, str]:
-    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (empty off Linux)."""
+@functools.lru_cache(maxsize=1)
+def _cpuinfo_fields() -> Mapping[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (empty off Linux).
+
+    Read once per process: the CPU does not change under it, and cost keys
+    (:func:`device_model`) ask for it on every measurement. Read-only.
+    """
     out: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -203,7 +204,7 @@ def _cpuinfo_fields() -> dict[str, str]:
             out[key.strip()] = value.strip()
     except OSError:
         pass
-    return out
+    return MappingProxyType(out)
 
 
 #: CPU flags that decide which code and tiles codegen picks (x86 vector ISA; Arm's SIMD)

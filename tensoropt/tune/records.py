@@ -41,7 +41,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from tensoropt.errors import TensoroptError
 
@@ -102,10 +102,21 @@ def _values(line: str) -> tuple[list[Any], int]:
         out.append(value)
 
 
-def _read(path: Path) -> tuple[list[tuple[int, Any]], int, int, list[int]]:
-    """``path``'s values as (1-based line, value), bytes of a partial tail, glued splits, bad middle lines."""
+class _File(NamedTuple):
+    """One database file as read: its values as (1-based line, value), the bytes of a partial tail,
+    how many glued values were split off, the unreadable lines, and whether it ends with a newline."""
+
+    values: list[tuple[int, Any]]
+    dropped: int
+    glued: int
+    bad: list[int]
+    clean_end: bool
+
+
+def _read(path: Path) -> _File:
+    """``path`` as :class:`_File` (empty and clean when it does not exist)."""
     if not path.exists():
-        return [], 0, 0, []
+        return _File([], 0, 0, [], True)
     text = path.read_bytes().decode("utf-8", errors="replace")
     lines = text.split("\n")
     tail = lines.pop()  # after the last newline: "" when the file ends with one
@@ -124,7 +135,7 @@ def _read(path: Path) -> tuple[list[tuple[int, Any]], int, int, list[int]]:
         values += [(len(lines) + 1, v) for v in vs]  # complete values without their newline are kept
         glued += max(len(vs) - 1, 0)
         dropped = len(tail[stop:].encode("utf-8"))  # the write the kill interrupted
-    return values, dropped, glued, bad
+    return _File(values, dropped, glued, bad, tail == "")
 
 
 def _is_workload(v: Any) -> bool:
@@ -156,14 +167,14 @@ def repair(work_dir: str | os.PathLike[str]) -> Repair:
     d = Path(work_dir)
     rep = Repair()
     wl_path, rec_path = d / WORKLOADS, d / RECORDS
-    wls, wl_tail, wl_glued, wl_bad = _read(wl_path)
+    wls, wl_tail, wl_glued, wl_bad, wl_clean = _read(wl_path)
     if wl_bad:
         raise RecordsError(f"{wl_path}:{wl_bad[0]}: not a JSON workload line (later workload indices would "
                            f"shift); move the directory aside to start afresh")
     for line, v in wls:
         if not _is_workload(v):
             raise RecordsError(f"{wl_path}:{line}: not a [hash, module] workload entry")
-    recs, rec_tail, rec_glued, rec_bad = _read(rec_path)
+    recs, rec_tail, rec_glued, rec_bad, rec_clean = _read(rec_path)
     n = len(wls)
     kept: list[Any] = []
     last_line = max((line for line, _ in recs), default=0)
@@ -182,9 +193,8 @@ def repair(work_dir: str | os.PathLike[str]) -> Repair:
     rep.glued_split = wl_glued + rec_glued
     rep.tail_bytes_dropped = {name: b for name, b in ((WORKLOADS, wl_tail), (RECORDS, rec_tail)) if b}
     rep.bad_records_dropped = sorted(rec_bad)
-    rewrite_wl = bool(wl_tail or wl_glued) or (wl_path.exists() and not _ends_clean(wl_path))
-    rewrite_rec = bool(rec_tail or rec_glued or rec_bad or rep.orphan_records_dropped) or (
-        rec_path.exists() and not _ends_clean(rec_path))
+    rewrite_wl = bool(wl_tail or wl_glued) or not wl_clean
+    rewrite_rec = bool(rec_tail or rec_glued or rec_bad or rep.orphan_records_dropped) or not rec_clean
     if rec_bad and rec_path.exists():
         bak = rec_path.with_name(rec_path.name + ".bak")
         bak.write_bytes(rec_path.read_bytes())
@@ -196,23 +206,13 @@ def repair(work_dir: str | os.PathLike[str]) -> Repair:
     return rep
 
 
-def _ends_clean(path: Path) -> bool:
-    """An empty file, or one whose last byte is a newline."""
-    size = path.stat().st_size
-    if size == 0:
-        return True
-    with open(path, "rb") as f:
-        f.seek(size - 1)
-        return f.read(1) == b"\n"
-
-
 def measured(work_dir: str | os.PathLike[str]) -> dict[int, tuple[int, int]]:
     """Per workload index: (valid measurements, failed ones) already in the record file."""
     out: dict[int, tuple[int, int]] = {}
     path = Path(work_dir) / RECORDS
     if not path.exists():
         return out
-    for _, v in _read(path)[0]:
+    for _, v in _read(path).values:
         if not _is_record(v):
             continue
         secs = [float(x) for x in v[1][1]]
